@@ -1,0 +1,63 @@
+"""hydra-submitit-launcher's launchers, with m2rl's pre-submission plan in front.
+
+Hydra only instantiates launchers from the `hydra_plugins` package, hence this thin
+shim; the logic lives in m2rl.sweep.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
+
+
+class _Planned:
+    _CHECK_CLUSTER = False
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+        from m2rl import config as m2config
+        from m2rl.launch import fail
+        from m2rl.runtime.rundir import ConfigMismatch
+        from m2rl.sweep import plan
+
+        configs = [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
+        try:
+            keep = plan(configs, check_cluster=self._CHECK_CLUSTER)
+        except (m2config.ConfigError, ConfigMismatch) as err:
+            fail(err)
+        if not keep:
+            print("m2rl: every run of this sweep is finished: nothing to submit")
+            return []
+        return super().launch([job_overrides[i] for i in keep], initial_job_idx)  # type: ignore[misc]
+
+
+class M2RLLocalLauncher(_Planned, LocalLauncher):
+    pass
+
+
+class M2RLSlurmLauncher(_Planned, SlurmLauncher):
+    _CHECK_CLUSTER = True
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+        from m2rl.config import sbatch_extras
+
+        first = self.hydra_context.config_loader.load_sweep_config(self.config, list(job_overrides[0]))
+        for key, value in sbatch_extras(first).items():
+            if value:
+                self.params[key] = {**(self.params.get(key) or {}), **value} if isinstance(value, dict) else value
+        return super().launch(job_overrides, initial_job_idx)
+
+
+@dataclass
+class M2RLLocalConf(LocalQueueConf):
+    _target_: str = "hydra_plugins.m2rl_launcher.m2rl_launcher.M2RLLocalLauncher"
+
+
+@dataclass
+class M2RLSlurmConf(SlurmQueueConf):
+    _target_: str = "hydra_plugins.m2rl_launcher.m2rl_launcher.M2RLSlurmLauncher"
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="m2rl_local", node=M2RLLocalConf(), provider="m2rl")
+ConfigStore.instance().store(group="hydra/launcher", name="m2rl_slurm", node=M2RLSlurmConf(), provider="m2rl")

@@ -1,0 +1,61 @@
+"""Preemption notices only set a flag; the job saves at its next step boundary.
+
+submitit installs a handler for its preempt signal (USR2, or $SUBMITIT_PREEMPT_SIGNAL)
+that checkpoints and requeues at once, wherever the code is. We put ours in its place,
+keep submitit's, and hand over to it once the job body has saved (`requeue()`), so the
+requeue itself still goes through submitit (scontrol requeue under Slurm, a restart of
+the task under the local executor). SIGTERM, which clusters without
+`preempt_send_user_signal` send at the end of the grace time, is treated the same way.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def submitit_signal() -> signal.Signals:
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+
+
+class PreemptionWatcher:
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.received_at: float | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> "PreemptionWatcher":
+        for sig in {submitit_signal(), signal.SIGUSR2, signal.SIGTERM}:
+            self._previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._on_signal)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum, self.received_at = signum, time.time()
+        log.warning("received %s: will save at the next step boundary", signal.Signals(signum).name)
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def requeue(self) -> None:
+        """Hand over to submitit's own handler, which requeues the job and exits.
+
+        Returns only when there is nothing to hand over to (an inline run, or submitit's
+        handler declined because this is not rank 0).
+        """
+        sig = submitit_signal()
+        handler = self._previous.get(sig)
+        self.uninstall()
+        if callable(handler) and getattr(handler, "__self__", None).__class__.__name__ == "SignalHandler":
+            handler(sig, None)

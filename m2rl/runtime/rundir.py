@@ -1,0 +1,104 @@
+"""Deterministic run directories: `<root>/<experiment>/<stage>/<run.name>`.
+
+The same command always maps to the same directory, so a relaunch finds its runs: a
+finished one (DONE.json present) is skipped, an unfinished one resumes from its
+checkpoints. The resolved config is saved beside the run; relaunching into a run with a
+different config is refused unless `run.allow_config_change=true`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from . import atomic
+
+CONFIG_FILE = "config.yaml"
+DONE_FILE = "DONE.json"
+# Sections that may change between launches of one run: where and how it runs, not what.
+MUTABLE = ("cluster", "paths", "run.allow_config_change", "hydra")
+
+
+class ConfigMismatch(RuntimeError):
+    pass
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.root).absolute() / cfg.experiment.name / cfg.stage.name / str(cfg.run.name)
+
+
+def arm(cfg: DictConfig) -> str:
+    """Which arm of the mix-or-merge comparison a run pays into."""
+    stage, domain = cfg.stage.name, cfg.domain.name
+    if stage in ("grpo", "merge"):
+        return "mixed" if (stage == "grpo" and domain == "multi") else "separate"
+    return {"opd": "opd", "sft": "base", "eval": "eval", "report": "report"}.get(stage, stage)
+
+
+def identity(cfg: DictConfig) -> dict:
+    return {"experiment": cfg.experiment.name, "stage": cfg.stage.name, "domain": cfg.domain.name,
+            "run_name": str(cfg.run.name), "arm": arm(cfg), "run_dir": str(run_dir(cfg))}
+
+
+def _plain(cfg: DictConfig) -> dict:
+    """The resolved config without Hydra's own node (which only resolves inside a job)."""
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+
+
+def _comparable(cfg: DictConfig) -> dict:
+    data = _plain(cfg)
+    for key in MUTABLE:
+        head, _, tail = key.partition(".")
+        if tail and isinstance(data.get(head), dict):
+            data[head].pop(tail, None)
+        elif not tail:
+            data.pop(head, None)
+    return data
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out
+
+
+@dataclass
+class RunState:
+    path: Path
+    done: bool
+    exists: bool
+
+
+def inspect(cfg: DictConfig) -> RunState:
+    """Where the run is, whether it finished, and refuse a mismatching config."""
+    path = run_dir(cfg)
+    saved = path / CONFIG_FILE
+    if saved.is_file() and not cfg.run.allow_config_change:
+        old = _comparable(OmegaConf.load(saved))
+        diffs = _diff(old, _comparable(cfg))
+        if diffs:
+            raise ConfigMismatch(
+                f"run dir {path} holds a run with a different config:\n  " + "\n  ".join(diffs[:20])
+                + "\n  fix: use another experiment.name (or run.name), delete that run dir, or pass "
+                "run.allow_config_change=true to resume it with the new config")
+    return RunState(path, (path / DONE_FILE).is_file(), saved.is_file())
+
+
+def save_config(cfg: DictConfig, path: Path) -> None:
+    atomic.write_text(path / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(_plain(cfg))))
+
+
+def mark_done(path: Path, result: dict) -> None:
+    atomic.write_json(path / DONE_FILE, result)
+
+
+def read_done(path: Path) -> dict | None:
+    p = Path(path) / DONE_FILE
+    return json.loads(p.read_text()) if p.is_file() else None

@@ -1,0 +1,37 @@
+"""What a launch submits: validate every job config of a sweep, then drop finished runs.
+
+Used by the Hydra launchers before anything reaches an executor, so that a bad value
+stops the whole sweep with one message and a relaunch of a finished sweep submits
+nothing.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from omegaconf import DictConfig
+
+from m2rl import config as m2config
+from m2rl.runtime import rundir
+
+log = logging.getLogger("m2rl.sweep")
+
+
+def plan(configs: Sequence[DictConfig], check_cluster: bool) -> list[int]:
+    """Indices of the jobs to submit. Raises ConfigError / ConfigMismatch."""
+    seen: dict[str, int] = {}
+    keep = []
+    for i, cfg in enumerate(configs):
+        m2config.validate(cfg, check_cluster=check_cluster and i == 0)
+        path = str(rundir.run_dir(cfg))
+        if path in seen:
+            raise m2config.ConfigError("run.name", f"jobs {seen[path]} and {i} of this sweep share the run dir {path}",
+                                       "sweep over a key that is part of the run dir (stage, domain, run.name)")
+        seen[path] = i
+        state = rundir.inspect(cfg)
+        if state.done:
+            log.info("skip (finished): %s", state.path)
+        else:
+            log.info("%s: %s", "resume" if state.exists else "new", state.path)
+            keep.append(i)
+    return keep
