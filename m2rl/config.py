@@ -14,6 +14,9 @@ from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from m2rl.train.config import SFTConfig
+from m2rl.jobs.merge.config import MergeConfig
+
 DOMAINS = ("math", "code", "science", "if", "multi")
 STAGES = ("toy", "sft", "grpo", "merge", "opd", "eval", "report")
 CLUSTERS = ("local", "slurm")
@@ -90,6 +93,7 @@ class ToyConfig:
     n_samples: int = 512
     step_sleep_s: float = 0.0  # to make steps last, for preemption tests
     fail_at_step: int = -1  # raise at this step (crash tests)
+    save_sleep_s: float = 0.0  # pause halfway through writing a checkpoint (kill tests)
 
 
 @dataclass
@@ -101,6 +105,8 @@ class M2RLConfig:
     run: RunConfig = field(default_factory=RunConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     toy: ToyConfig = field(default_factory=ToyConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     model: Any = None  # typed by m2rl.models.ModelConfig once registered
     data: Any = None
 

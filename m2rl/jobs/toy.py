@@ -2,6 +2,7 @@
 order, so that "same final state" after a preemption compares real weights."""
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
@@ -47,8 +48,16 @@ def run(ctx: JobContext) -> dict:
         step = ck.step
 
     def save(d: Path) -> None:
-        if ctx.dist.is_writer:
-            torch.save({"model": model.state_dict(), "optim": opt.state_dict()}, d / "state.pt")
+        if not ctx.dist.is_writer:
+            return
+        buf = io.BytesIO()
+        torch.save({"model": model.state_dict(), "optim": opt.state_dict()}, buf)
+        data = buf.getvalue()
+        with open(d / "state.pt", "wb") as f:  # in two halves, so a kill can land mid-write
+            f.write(data[: len(data) // 2])
+            f.flush()
+            time.sleep(t.save_sleep_s)
+            f.write(data[len(data) // 2:])
 
     loss = torch.tensor(float("nan"))
     while step < t.steps:

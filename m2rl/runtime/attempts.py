@@ -31,11 +31,13 @@ class Attempt:
     array_task_id: int | None = None
     restart_count: int = 0          # SLURM_RESTART_COUNT
     host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
     partition: str | None = None
     nodes: int = 1
     gpus: int = 0                   # GPUs allocated to the whole job
     cpus: int = 1
     world_size: int = 1
+    devices: str | None = field(default_factory=lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
     start_time: float = field(default_factory=time.time)
     end_time: float | None = None
     heartbeat: float | None = None
@@ -92,7 +94,8 @@ class AttemptRecorder:
         return out
 
     def start(self, run: dict, executor: str, configured_gpus_per_node: int, **kw) -> Attempt:
-        nodes = _env_int("SLURM_JOB_NUM_NODES") or kw.pop("nodes", 1)
+        configured_nodes, configured_cpus = kw.pop("nodes", 1), kw.pop("cpus", 1)
+        nodes = _env_int("SLURM_JOB_NUM_NODES") or configured_nodes
         index = len(list(self.dir.glob("attempt-*.json"))) if self.dir.is_dir() else 0
         self.record = Attempt(
             attempt=index,
@@ -105,7 +108,7 @@ class AttemptRecorder:
             partition=os.environ.get("SLURM_JOB_PARTITION"),
             nodes=nodes,
             gpus=allocated_gpus(configured_gpus_per_node, nodes),
-            cpus=_env_int("SLURM_CPUS_ON_NODE") or kw.pop("cpus", 1),
+            cpus=_env_int("SLURM_CPUS_ON_NODE") or configured_cpus,
             **kw,
         )
         if self.enabled:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import time
 from typing import Any
 
@@ -58,4 +59,11 @@ class PreemptionWatcher:
         handler = self._previous.get(sig)
         self.uninstall()
         if callable(handler) and getattr(handler, "__self__", None).__class__.__name__ == "SignalHandler":
-            handler(sig, None)
+            try:
+                handler(sig, None)
+            except subprocess.CalledProcessError as err:
+                # `scontrol requeue` refused: Slurm is requeueing or ending this job
+                # already (preemption with REQUEUE, an external requeue). Exit without a
+                # result so that submitit's driver keeps waiting for the next run.
+                log.warning("requeue refused (%s): leaving it to Slurm", err)
+                raise SystemExit(1) from None

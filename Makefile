@@ -1,0 +1,20 @@
+# The two set-up commands (README): `make demo` runs the main job on the embedded
+# default; `make test` runs the test suite against a real local Slurm cluster.
+PY := .venv/bin/python
+
+.PHONY: venv demo test cluster-up cluster-down
+
+venv:
+	@bash tools/bootstrap.sh
+
+demo: venv
+	$(PY) -m m2rl.launch -m domain=math,code,science,if $(ARGS)
+
+cluster-up:
+	@bash slurm/cluster.sh up
+
+cluster-down:
+	@bash slurm/cluster.sh down
+
+test: venv cluster-up
+	$(PY) -m pytest $(ARGS)

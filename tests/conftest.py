@@ -1,0 +1,76 @@
+"""Shared fixtures: the real local Slurm cluster, and running `python -m m2rl.launch`."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _argv(args) -> list[str]:
+    flags = [a for a in args if a.startswith("-")]  # Hydra wants its flags before overrides
+    return [sys.executable, "-m", "m2rl.launch", *flags, *[a for a in args if not a.startswith("-")]]
+
+
+def launch(*args: str, cwd: Path, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real entry point, as a user would."""
+    proc = subprocess.run(_argv(args), cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"launch failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def launch_bg(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(_argv(args), cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def attempts(run_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((run_dir / "attempts").glob("attempt-*.json"))]
+
+
+def wait_for(pred, timeout: float, what: str, interval: float = 0.5):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _cluster_up() -> tuple[bool, str]:
+    if shutil.which("bash") is None or not (REPO / "slurm" / "cluster.sh").is_file():
+        return False, "slurm/cluster.sh is missing"
+    if os.geteuid() != 0:
+        return False, "bringing up the local Slurm cluster needs root"
+    proc = subprocess.run(["bash", str(REPO / "slurm" / "cluster.sh"), "up"], capture_output=True, text=True,
+                          timeout=600)
+    return proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The real one-node Slurm cluster (slurm/cluster.sh up). Skips only where it cannot
+    run at all; under CI (M2RL_REQUIRE_SLURM=1) a cluster that fails to start fails."""
+    ok, why = _cluster_up()
+    if not ok:
+        if os.environ.get("M2RL_REQUIRE_SLURM") == "1":
+            pytest.fail(f"local Slurm cluster did not come up: {why}")
+        pytest.skip(f"local Slurm cluster unavailable: {why}")
+    return True
+
+
+def sacct_rows(job_id: str) -> list[dict]:
+    fields = "JobID,JobIDRaw,State,ElapsedRaw,AllocTRES,Partition"
+    out = subprocess.run(["sacct", "-D", "-X", "-P", "-n", "-S", "now-1days", "-j", job_id, f"--format={fields}"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    return [dict(zip(fields.split(","), line.split("|"))) for line in out.splitlines() if line.strip()]

