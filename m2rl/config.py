@@ -12,10 +12,14 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from m2rl.data.config import DataConfig
+from m2rl.models import ModelConfig
 
 from m2rl.train.config import SFTConfig
 from m2rl.jobs.merge.config import MergeConfig
+from m2rl.jobs.grpo.config import GRPOConfig
 
 DOMAINS = ("math", "code", "science", "if", "multi")
 STAGES = ("toy", "sft", "grpo", "merge", "opd", "eval", "report")
@@ -37,9 +41,7 @@ class StageConfig:
 
 @dataclass
 class DomainConfig:
-    name: str = "math"
-    # proportions for domain=multi, e.g. {math: 0.4, code: 0.3, ...}; None = natural
-    mix: Optional[dict[str, float]] = None
+    name: str = "math"  # domain=multi mixes the domains by data.mix (None: natural proportions)
 
 
 @dataclass
@@ -107,8 +109,9 @@ class M2RLConfig:
     toy: ToyConfig = field(default_factory=ToyConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
-    model: Any = None  # typed by m2rl.models.ModelConfig once registered
-    data: Any = None
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 def register() -> None:
@@ -128,11 +131,15 @@ def validate(cfg: DictConfig, check_cluster: bool = True) -> None:
            f"use one of {', '.join(STAGES)} (e.g. stage=grpo)")
     _check(cfg.domain.name in DOMAINS, "domain.name", f"unknown domain {cfg.domain.name!r}",
            f"use one of {', '.join(DOMAINS)} (e.g. domain=math)")
-    if cfg.domain.mix is not None:
-        for k, v in cfg.domain.mix.items():
-            _check(k in DOMAINS[:-1], f"domain.mix.{k}", f"unknown domain {k!r} in the mix",
+    if cfg.data.mix is not None:
+        for k, v in cfg.data.mix.items():
+            _check(k in DOMAINS[:-1], f"data.mix.{k}", f"unknown domain {k!r} in the mix",
                    f"mix only {', '.join(DOMAINS[:-1])}")
-            _check(v >= 0, f"domain.mix.{k}", f"negative proportion {v}", "use a proportion >= 0")
+            _check(v >= 0, f"data.mix.{k}", f"negative proportion {v}", "use a proportion >= 0")
+    _check(cfg.model.source in ("tiny", "gguf", "hf"), "model.source", f"unknown source {cfg.model.source!r}",
+           "use tiny (built offline), gguf (a .gguf file or package) or hf (hub id or local dir)")
+    _check(cfg.model.source == "tiny" or bool(cfg.model.path), "model.path",
+           f"model.source={cfg.model.source} needs a path", "set model.path to a hub id or a local directory")
     _check(cfg.experiment.name not in ("", ".", "..") and "/" not in cfg.experiment.name,
            "experiment.name", f"{cfg.experiment.name!r} is not a plain directory name",
            "use letters, digits, '-' or '_' (e.g. experiment.name=mix_vs_merge)")

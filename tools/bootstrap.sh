@@ -7,6 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${M2RL_VENV:-.venv}
 PY=${PYTHON:-python3}
+# System packages: bubblewrap isolates the code-reward sandbox (m2rl/rewards/sandbox.py).
+if ! command -v bwrap >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null
+  else
+    echo "bootstrap: warning: bubblewrap (bwrap) is missing: the code sandbox falls back to rlimits only" >&2
+  fi
+fi
 stamp="$VENV/.m2rl-stamp"
 want=$(cat pyproject.toml constraints/cpu-dev.txt tools/bootstrap.sh | sha256sum | cut -c1-16)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
