@@ -30,6 +30,7 @@ class Attempt:
     array_job_id: str | None = None
     array_task_id: int | None = None
     restart_count: int = 0          # SLURM_RESTART_COUNT
+    cluster: str | None = field(default_factory=lambda: os.environ.get("SLURM_CLUSTER_NAME"))
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     partition: str | None = None
@@ -112,16 +113,29 @@ class AttemptRecorder:
             **kw,
         )
         if self.enabled:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            while True:  # claim a fresh file name even if two attempts race
+            self._claim()
+        return self.record
+
+    def _claim(self) -> None:
+        """Publish the first version of the record under a fresh attempt number: the whole
+        record is written and fsynced first, then hard-linked to its name (atomic, fails if
+        taken, NFS-safe), so no reader ever sees an empty record and racing attempts never
+        share a number."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".claim-{os.getpid()}-{time.time_ns()}.json"
+        atomic.write_json(tmp, self.record.to_json())
+        try:
+            while True:
                 self.path = self.dir / f"attempt-{self.record.attempt:04d}.json"
                 try:
-                    os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                    os.link(tmp, self.path)
                     break
                 except FileExistsError:
                     self.record.attempt += 1
-            self.write()
-        return self.record
+                    atomic.write_json(tmp, self.record.to_json())
+        finally:
+            tmp.unlink(missing_ok=True)
+        atomic.fsync_dir(self.dir)
 
     def write(self) -> None:
         if self.enabled and self.record is not None and self.path is not None:
