@@ -1,0 +1,70 @@
+"""The GRPO job body (stage=grpo): a DeepSpeed learner and vLLM rollout workers in one
+Slurm allocation, rewarded by the domain verifiers, resumable across preemption.
+
+Parts: `config` (the `grpo:` section), `roles` (who does what), `transport` (driver <->
+rollout workers), `rollout` + `worker_ext` (vLLM engines and their weight updates),
+`weight_sync` (learner side of the updates), `learner` + `loss` (the GRPO step),
+`fleet` (the driver's view of its workers), `metrics`, `loop` (`run`). This module stays
+light: m2rl.config imports the config from here.
+"""
+from __future__ import annotations
+
+from m2rl.jobs.grpo.config import ADVANTAGES, LOSS_AGGS, WEIGHT_SYNCS, GRPOConfig
+
+__all__ = ["GRPOConfig", "run", "validate"]
+
+
+def run(ctx):
+    from m2rl.jobs.grpo.loop import run as _run
+
+    return _run(ctx)
+
+
+def validate(cfg) -> None:
+    from omegaconf import OmegaConf
+
+    from m2rl.config import ConfigError
+    from m2rl.jobs.grpo.roles import RoleError, plan
+    from m2rl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES
+
+    g = cfg.grpo
+
+    def check(ok: bool, field: str, problem: str, fix: str) -> None:
+        if not ok:
+            raise ConfigError(f"grpo.{field}", problem, fix)
+
+    for key in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "max_prompt_tokens", "mini_batches",
+                "tensor_parallel_size", "log_every", "eval_samples"):
+        check(g[key] >= 1, key, f"must be >= 1, got {g[key]}", f"set grpo.{key} to a positive number")
+    check(g.group_size >= 2, "group_size", "GRPO compares rollouts within a group: one rollout has no advantage",
+          "use grpo.group_size=2 or more (the study: 16)")
+    check(g.advantage in ADVANTAGES, "advantage", f"unknown estimator {g.advantage!r}",
+          "grpo (mean and std per group) or drgrpo (mean only)")
+    check(g.loss_agg in LOSS_AGGS, "loss_agg", f"unknown aggregation {g.loss_agg!r}", f"use one of {', '.join(LOSS_AGGS)}")
+    check(g.weight_sync in WEIGHT_SYNCS, "weight_sync", f"unknown method {g.weight_sync!r}",
+          f"use one of {', '.join(WEIGHT_SYNCS)}")
+    check(0 <= g.clip_low < 1 and g.clip_high >= 0, "clip_low", f"clip range [{g.clip_low}, {g.clip_high}] is invalid",
+          "e.g. grpo.clip_low=0.2 grpo.clip_high=0.28")
+    check(g.temperature > 0, "temperature", f"must be > 0 for sampling, got {g.temperature}", "e.g. 1.0")
+    check(0 < g.top_p <= 1, "top_p", f"must lie in (0, 1], got {g.top_p}", "e.g. 1.0")
+    check(not g.tis or g.tis_cap >= 1, "tis_cap", f"must be >= 1, got {g.tis_cap}", "e.g. grpo.tis_cap=2")
+    check(g.kl_coef >= 0, "kl_coef", f"must be >= 0, got {g.kl_coef}", "0 turns the KL term off (the study)")
+    check(g.max_staleness >= 0, "max_staleness", "must be >= 0", "0 = synchronous (the study)")
+    check(g.eval_prompts >= 0 and g.eval_every >= 0, "eval_prompts", "must be >= 0", "0 turns evaluation off")
+    check(g.rollout_workers >= 0, "rollout_workers", "must be >= 0", "e.g. grpo.rollout_workers=1")
+    check(0 < g.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must lie in (0, 1]", "e.g. 0.85")
+    e, o = g.engine, g.optim
+    for field, ok, allowed in (("engine.zero_stage", e.zero_stage in (0, 1, 2, 3), "0, 1, 2 or 3"),
+                               ("engine.precision", e.precision in PRECISIONS, ", ".join(PRECISIONS)),
+                               ("engine.optimizer", e.optimizer in OPTIMIZERS, ", ".join(OPTIMIZERS)),
+                               ("engine.micro_batch_size", e.micro_batch_size >= 1, "a number >= 1"),
+                               ("optim.schedule", o.schedule in SCHEDULES, ", ".join(SCHEDULES)),
+                               ("optim.lr", o.lr > 0, "a number > 0 (the study: 2e-6)")):
+        check(ok, field, f"{OmegaConf.select(g, field)!r} is not allowed", f"use {allowed}")
+    c = cfg.cluster
+    try:
+        plan(c.nodes * c.tasks_per_node, c.nodes, c.gpus_per_node, g.rollout_workers, g.tensor_parallel_size)
+    except RoleError as err:
+        raise ConfigError("grpo.rollout_workers", str(err),
+                          "size the allocation (cluster.nodes, cluster.tasks_per_node, cluster.gpus_per_node) "
+                          "and grpo.rollout_workers / grpo.tensor_parallel_size to fit") from None

@@ -1,0 +1,110 @@
+"""The driver's view of its rollout workers: submit a batch, collect it, push weights.
+
+`submit(tag, ...)` and `collect(tag)` are separate so that the driver can queue batch
+k+1 before learning on batch k (bounded staleness): replies come back in the order the
+requests went out, and a weight push queued behind a generation lands after it.
+
+* `RemoteFleet`: rollout tasks over the control channel (`transport`).
+* `LocalFleet`: a colocated engine in the driver's own process (a one-task job).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from m2rl.jobs.grpo.rollout import RolloutWorker, SamplingSpec, spec_dict
+from m2rl.jobs.grpo.transport import DriverChannel
+
+
+@dataclass
+class Generation:
+    groups: list[list[dict]]  # per request, its completions (ids, logprobs, reward, finish, ...)
+    workers: list[dict] = field(default_factory=list)  # per worker: generate_s, reward_s, tokens
+    wall_s: float = 0.0  # submit -> last reply, as the driver saw it
+
+    @property
+    def tokens(self) -> int:
+        return sum(w["tokens"] for w in self.workers)
+
+
+class RemoteFleet:
+    def __init__(self, channel: DriverChannel):
+        self.ch = channel
+        self.n = channel.n
+        self._assigned: dict = {}
+        self._t0: dict = {}
+
+    def submit(self, tag, requests: list[dict], spec: SamplingSpec, seeds: list[int], keep_text: bool = False) -> None:
+        self._t0[tag] = time.perf_counter()
+        parts = [list(range(w, len(requests), self.n)) for w in range(self.n)]
+        self._assigned[tag] = (len(requests), parts)
+        for w, idx in enumerate(parts):
+            self.ch.send(w, {"op": "generate", "requests": [requests[i] for i in idx], "spec": spec_dict(spec),
+                             "seeds": [seeds[i] for i in idx], "keep_text": keep_text}, ("gen", tag))
+
+    def collect(self, tag) -> Generation:
+        n, parts = self._assigned.pop(tag)
+        groups: list = [None] * n
+        workers = []
+        for w, idx in enumerate(parts):
+            rep = self.ch.reply(w, ("gen", tag))
+            for i, g in zip(idx, rep["groups"]):
+                groups[i] = g
+            workers.append({"generate_s": rep["generate_s"], "reward_s": rep["reward_s"], "tokens": rep["tokens"]})
+        return Generation(groups, workers, time.perf_counter() - self._t0.pop(tag))
+
+    def push_bytes(self, version: int, blob: bytes) -> list[float]:
+        for w in range(self.n):
+            self.ch.send(w, {"op": "load_bytes", "blob": blob, "version": version}, ("load", version))
+        return [self.ch.reply(w, ("load", version))["seconds"] for w in range(self.n)]
+
+    def nccl_init(self, host: str, port: int, tp: int) -> None:
+        for w in range(self.n):
+            self.ch.send(w, {"op": "nccl_init", "host": host, "port": port, "rank_offset": 1 + w * tp,
+                             "world_size": 1 + self.n * tp}, "nccl_init")
+        for w in range(self.n):
+            self.ch.reply(w, "nccl_init")
+
+    def nccl_begin(self, version: int, plan) -> None:
+        for w in range(self.n):
+            self.ch.send(w, {"op": "nccl_recv", "plan": plan, "version": version}, ("load", version))
+
+    def nccl_end(self, version: int) -> list[float]:
+        return [self.ch.reply(w, ("load", version))["seconds"] for w in range(self.n)]
+
+    def checksum(self) -> list[float]:
+        for w in range(self.n):
+            self.ch.send(w, {"op": "checksum"}, "checksum")
+        return [self.ch.reply(w, "checksum")["value"] for w in range(self.n)]
+
+    def close(self, final: dict | None = None) -> None:
+        self.ch.close(final)
+
+
+class LocalFleet:
+    """The same protocol served in-process: requests run when submitted."""
+
+    n = 1
+
+    def __init__(self, worker: RolloutWorker):
+        self.worker = worker
+        self._done: dict = {}
+
+    def submit(self, tag, requests: list[dict], spec: SamplingSpec, seeds: list[int], keep_text: bool = False) -> None:
+        t0 = time.perf_counter()
+        rep = self.worker.handle({"op": "generate", "requests": requests, "spec": spec_dict(spec), "seeds": seeds,
+                                  "keep_text": keep_text})
+        self._done[tag] = Generation(rep["groups"], [{"generate_s": rep["generate_s"], "reward_s": rep["reward_s"],
+                                                      "tokens": rep["tokens"]}], time.perf_counter() - t0)
+
+    def collect(self, tag) -> Generation:
+        return self._done.pop(tag)
+
+    def push_bytes(self, version: int, blob: bytes) -> list[float]:
+        return [self.worker.handle({"op": "load_bytes", "blob": blob, "version": version})["seconds"]]
+
+    def checksum(self) -> list[float]:
+        return [self.worker.handle({"op": "checksum"})["value"]]
+
+    def close(self, final: dict | None = None) -> None:
+        self.worker.close()

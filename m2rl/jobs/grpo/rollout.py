@@ -1,0 +1,180 @@
+"""Rollout workers: a vLLM engine that samples groups of responses (token ids and their
+log-probs) and the domain verifiers that reward them.
+
+`RolloutWorker.handle(msg)` is the whole protocol (generate, load weights, NCCL setup and
+receive); a rollout task serves it over the control channel (`transport.serve`), and a
+colocated task calls it in-process, so both run the same code.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+log = logging.getLogger("m2rl.grpo")
+EXTENSION = "m2rl.jobs.grpo.worker_ext.WeightSyncExtension"
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    n: int  # responses per prompt
+    temperature: float
+    top_p: float
+    top_k: int
+    max_new_tokens: int
+
+
+def sampling_spec(gcfg, evaluation: bool = False) -> SamplingSpec:
+    """Training groups, or the held-out evaluation's samples (greedy when just one)."""
+    n = int(gcfg.eval_samples) if evaluation else int(gcfg.group_size)
+    if evaluation and n == 1:
+        return SamplingSpec(1, 0.0, 1.0, 0, int(gcfg.max_new_tokens))
+    return SamplingSpec(n, float(gcfg.temperature), float(gcfg.top_p), int(gcfg.top_k), int(gcfg.max_new_tokens))
+
+
+def request_seeds(seed: int, step: int, n: int) -> list[int]:
+    """The sampling seed of each of a step's prompts: a resumed run draws the same
+    responses, whatever its engines ran before."""
+    base = (seed * 1_000_003 + step * 10_007) % (2**31 - 1)
+    return [(base + i * 7919) % (2**31 - 1) for i in range(n)]
+
+
+def engine_dtype(precision: str, on_gpu: bool) -> str:
+    if not on_gpu:
+        return "float32"  # bf16 runs ~5x slower on a CPU without AVX-512
+    return {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(precision, "bfloat16")
+
+
+class RolloutEngine:
+    """One vLLM engine (tensor_parallel_size GPUs, or the CPU) with the weight-sync extension."""
+
+    def __init__(self, model_dir: str, gcfg, seed: int, max_model_len: int, on_gpu: bool, precision: str = "auto"):
+        if not on_gpu:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(gcfg.cpu_kv_cache_gb)))
+        from vllm import LLM
+
+        t0 = time.time()
+        kwargs = dict(model=str(model_dir), dtype=engine_dtype(precision, on_gpu), seed=seed,
+                      max_model_len=max_model_len, worker_extension_cls=EXTENSION,
+                      logprobs_mode="processed_logprobs", enable_prefix_caching=True,
+                      enforce_eager=bool(gcfg.enforce_eager))
+        if on_gpu:
+            kwargs.update(tensor_parallel_size=int(gcfg.tensor_parallel_size),
+                          gpu_memory_utilization=float(gcfg.gpu_memory_utilization))
+        else:
+            # Per-request seeds (reproducible rollouts) meet chunked prefill in vLLM's
+            # generator-offset rewind, which CPU generators lack ('CPU Generator does not
+            # use offset'): prefill whole prompts instead.
+            kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(4096, max_model_len))
+        self.llm = LLM(**kwargs)
+        self.start_s = time.time() - t0
+        log.info("vLLM engine up in %.1f s (%s)", self.start_s, kwargs["dtype"])
+
+    def generate(self, prompts: list[list[int]], spec: SamplingSpec, seeds: list[int]) -> list[list[dict]]:
+        """For each prompt, `spec.n` completions: {"ids", "logprobs", "text", "finish"}.
+        Each prompt samples with its own seed: the same prompts and seeds on the same
+        weights give the same completions, whatever ran before (from an empty prefix
+        cache, so that prefills are scheduled alike)."""
+        from vllm import SamplingParams
+
+        self.llm.reset_prefix_cache()
+        params = []
+        for p, seed in zip(prompts, seeds):
+            room = self.llm.llm_engine.model_config.max_model_len - len(p)
+            params.append(SamplingParams(
+                n=spec.n, temperature=spec.temperature, top_p=spec.top_p, top_k=spec.top_k,
+                max_tokens=max(1, min(spec.max_new_tokens, room)), seed=seed, logprobs=0))
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        groups = []
+        for out in outs:
+            group = []
+            for o in sorted(out.outputs, key=lambda o: o.index):
+                ids = list(o.token_ids)
+                lps = [pos[t].logprob for t, pos in zip(ids, o.logprobs)] if o.logprobs is not None else [0.0] * len(ids)
+                group.append({"ids": np.asarray(ids, dtype=np.int32), "logprobs": np.asarray(lps, dtype=np.float32),
+                              "text": o.text, "finish": o.finish_reason or ""})
+            groups.append(group)
+        return groups
+
+    def load_bytes(self, blob: bytes) -> None:
+        self.llm.collective_rpc("m2rl_load_bytes", args=(blob,))
+        self.llm.reset_prefix_cache()  # cached KV was computed with the old weights
+
+    def nccl_init(self, host: str, port: int, rank_offset: int, world_size: int) -> None:
+        self.llm.collective_rpc("m2rl_nccl_init", args=(host, port, rank_offset, world_size))
+
+    def nccl_recv(self, plan) -> None:
+        self.llm.collective_rpc("m2rl_nccl_recv", args=(plan,))
+        self.llm.reset_prefix_cache()
+
+    def checksum(self) -> float:
+        return float(self.llm.collective_rpc("m2rl_checksum")[0])
+
+
+class RolloutWorker:
+    """An engine plus a reward scorer, answering the driver's messages."""
+
+    def __init__(self, engine: RolloutEngine, gcfg):
+        from m2rl.rewards import RewardConfig, Scorer
+
+        self.engine = engine
+        self.scorer = Scorer(workers=int(gcfg.reward_workers), config=RewardConfig(require_think=bool(gcfg.require_think)))
+        self.busy_s = 0.0  # time spent working since the last report
+
+    def start_verifiers(self) -> None:
+        """Start the verifier processes now (the scorer would start them lazily)."""
+        if self.scorer.workers > 0:
+            self.scorer._get_pool()
+
+    def close(self) -> None:
+        self.scorer.close()
+
+    def handle(self, msg: dict) -> dict:
+        op = msg["op"]
+        t0 = time.perf_counter()
+        if op == "generate":
+            out = self._generate(msg)
+        elif op == "load_bytes":
+            self.engine.load_bytes(msg["blob"])
+            out = {"op": "loaded", "version": msg["version"]}
+        elif op == "nccl_init":
+            self.engine.nccl_init(msg["host"], msg["port"], msg["rank_offset"], msg["world_size"])
+            out = {"op": "nccl_ready"}
+        elif op == "nccl_recv":
+            self.engine.nccl_recv(msg["plan"])
+            out = {"op": "loaded", "version": msg["version"]}
+        elif op == "checksum":
+            out = {"op": "checksum", "value": self.engine.checksum()}
+        else:
+            raise ValueError(f"unknown rollout op {op!r}")
+        out["seconds"] = time.perf_counter() - t0
+        return out
+
+    def _generate(self, msg: dict) -> dict:
+        spec = SamplingSpec(**msg["spec"])
+        requests = msg["requests"]
+        t0 = time.perf_counter()
+        groups = self.engine.generate([r["prompt_ids"] for r in requests], spec, msg["seeds"])
+        t1 = time.perf_counter()
+        samples = [r["sample"] for r, g in zip(requests, groups) for _ in g]
+        texts = [c["text"] for g in groups for c in g]
+        rewards = self.scorer.score(samples, texts)
+        t2 = time.perf_counter()
+        k = 0
+        for g in groups:
+            for c in g:
+                c["reward"] = float(rewards[k].reward)
+                c["format_ok"] = bool(rewards[k].info.get("format_ok", True))
+                if not msg.get("keep_text"):
+                    c.pop("text")
+                k += 1
+        tokens = int(sum(len(c["ids"]) for g in groups for c in g))
+        return {"op": "generated", "groups": groups, "tokens": tokens,
+                "generate_s": t1 - t0, "reward_s": t2 - t1}
+
+
+def spec_dict(spec: SamplingSpec) -> dict:
+    return asdict(spec)
