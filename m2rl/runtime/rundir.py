@@ -18,7 +18,7 @@ from . import atomic
 CONFIG_FILE = "config.yaml"
 DONE_FILE = "DONE.json"
 # Sections that may change between launches of one run: where and how it runs, not what.
-MUTABLE = ("cluster", "paths", "run.allow_config_change", "hydra")
+MUTABLE = ("cluster", "paths", "run.allow_config_change", "hydra", "merge.chunk_mb", "merge.shard_mb")
 
 
 class ConfigMismatch(RuntimeError):
