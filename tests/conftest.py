@@ -33,6 +33,26 @@ def launch_bg(*args: str, cwd: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
+def preempt_with_urgent_job() -> None:
+    """A whole-node job in the high-priority partition: Slurm preempts what runs there."""
+    subprocess.run(["sbatch", "-p", "urgent", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 3"],
+                   check=True, capture_output=True)
+
+
+def launch_and_interrupt(*args: str, cwd: Path, ready, what: str, interrupt=preempt_with_urgent_job,
+                         ready_s: float = 300, timeout: float = 600) -> str:
+    """Launch in the background, wait until `ready()`, `interrupt()` the job, wait for the
+    launch (and so every requeued attempt) to end; returns its output."""
+    proc = launch_bg(*args, cwd=cwd)
+    try:
+        wait_for(ready, ready_s, what)
+        interrupt()
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+    return out
+
+
 def attempts(run_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((run_dir / "attempts").glob("attempt-*.json"))]
 

