@@ -161,6 +161,20 @@ def test_engine_checkpoint_resumes_exactly(dist, tmp_path, stage):
     assert _train(fresh, 3, start=3) + [current_lr(fresh), float(torch.rand(()))] == after
 
 
+def test_a_second_process_group_in_one_process_gets_a_working_engine(dist):
+    """destroy() + init_distributed() again (one pytest process, several fixtures) must not leave
+    DeepSpeed holding groups of the destroyed world: its engine would fail to broadcast."""
+    from m2rl.train.distributed import destroy, init_distributed
+    from m2rl.train.engine import build_engine
+
+    build_engine(_model(), EngineConfig(zero_stage=2, micro_batch_size=4), OptimConfig(lr=1e-2), total_steps=2)
+    destroy()
+    init_distributed()
+    engine, _ = build_engine(_model(), EngineConfig(zero_stage=2, micro_batch_size=4), OptimConfig(lr=1e-2),
+                             total_steps=2)
+    assert len(_train(engine, 1)) == 1
+
+
 @pytest.mark.parametrize("stage", [0, 3])
 def test_grad_norm_is_reported_and_clipped(dist, stage):
     from m2rl.train.engine import build_engine, grad_norm

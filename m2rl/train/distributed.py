@@ -111,10 +111,16 @@ def destroy() -> None:
         td.destroy_process_group()
     try:
         import deepspeed.comm.comm as dscomm
-
-        dscomm.cdb = None  # so that a later init_distributed() starts DeepSpeed's comm afresh
+        from deepspeed.utils import groups
     except ImportError:  # pragma: no cover
-        pass
+        return
+    # A later init_distributed() in this process must start DeepSpeed afresh: its comm layer and
+    # the process groups it cached (cloned from the world group just destroyed) are stale.
+    dscomm.cdb = None
+    for name, value in vars(groups).items():
+        if name.startswith("_") and name.endswith("_GROUP") or name.endswith("_GROUP_RANKS"):
+            setattr(groups, name, {} if isinstance(value, dict) else None)
+    groups.mpu = None
 
 
 def all_reduce_sum(values: list[float]) -> list[float]:
