@@ -36,7 +36,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class StageConfig:
-    name: str = "toy"
+    name: str = "grpo"
 
 
 @dataclass

@@ -8,7 +8,7 @@ import torch
 
 from conftest import attempts, launch
 
-TOY = ["toy.steps=12", "run.save_every=4"]
+TOY = ["stage=toy", "toy.steps=12", "run.save_every=4"]
 
 
 def test_bad_input_stops_with_one_message_naming_field_and_fix(tmp_path):
@@ -17,7 +17,7 @@ def test_bad_input_stops_with_one_message_naming_field_and_fix(tmp_path):
         ("cluster.gpus_per_node=-1",): ("`cluster.gpus_per_node`", "fix:"),
         ("cluster=slurm",): ("`cluster.partition`", "cluster.partition=<name>"),
         ("domain.name=chemistry",): ("`domain.name`", "use one of"),
-        ("toy.steps=0",): ("`toy.steps`", "fix:"),
+        ("stage=toy", "toy.steps=0"): ("`toy.steps`", "fix:"),
     }
     for args, (field, fix) in cases.items():
         proc = launch("-m", f"paths.root={tmp_path}", *args, cwd=tmp_path, check=False)
@@ -64,7 +64,7 @@ def test_inline_run_crash_then_resume_and_skip(tmp_path):
     launch(f"paths.root={tmp_path}", *TOY, cwd=tmp_path)
     assert len(attempts(run)) == 2
     # a different config for the same run dir is refused, naming the difference
-    proc = launch(f"paths.root={tmp_path}", "toy.steps=20", "run.save_every=4", cwd=tmp_path, check=False)
+    proc = launch(f"paths.root={tmp_path}", "stage=toy", "toy.steps=20", "run.save_every=4", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "toy.steps: 12 -> 20" in proc.stderr
 
 

@@ -73,7 +73,7 @@ def test_report_matches_sacct_with_a_preemption(slurm_cluster, tmp_path):
     exp = tmp_path / "ledger"
     math_run, code_run = exp / "toy" / "math", exp / "toy" / "code"
     sweep = [f"paths.root={tmp_path}", "experiment.name=ledger", "-m", "cluster=slurm", "cluster.partition=gpu",
-             "cluster.gpus_per_node=1", "cluster.timeout_min=10", "domain=math,code", "toy.steps=18",
+             "cluster.gpus_per_node=1", "cluster.timeout_min=10", "domain=math,code", "stage=toy", "toy.steps=18",
              "toy.step_sleep_s=1", "run.save_every=5"]
     proc = launch_bg(*sweep, cwd=tmp_path)
     try:

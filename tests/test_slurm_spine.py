@@ -41,7 +41,7 @@ def started(run: Path, min_steps: int = 1):
 
 def test_two_domain_sweep_is_an_array_with_fake_gpus(slurm_cluster, tmp_path):
     args = [f"paths.root={tmp_path}", "-m", "cluster=slurm", "cluster.partition=gpu", "cluster.gpus_per_node=2",
-            "domain=math,code", "toy.steps=6"]
+            "domain=math,code", "stage=toy", "toy.steps=6"]
     launch(*args, cwd=tmp_path)
     recs = {d: attempts(tmp_path / "default" / "toy" / d) for d in ("math", "code")}
     assert all(len(r) == 1 and r[0]["state"] == "completed" for r in recs.values()), recs
@@ -71,7 +71,7 @@ def test_preempted_job_resumes_to_the_same_final_state(slurm_cluster, tmp_path, 
     it kills). Each time the job saves at its next step boundary, is requeued, resumes
     where it saved without losing a step, and ends in the same weights as an
     uninterrupted run of the same seed."""
-    toy = ["toy.steps=30", "toy.step_sleep_s=0.4", "run.save_every=1000"]
+    toy = ["stage=toy", "toy.steps=30", "toy.step_sleep_s=0.4", "run.save_every=1000"]
     run = tmp_path / "default" / "toy" / "math"
     def interrupt() -> None:
         job = attempts(run)[0]["slurm_job_id"]
@@ -100,7 +100,7 @@ def test_preempted_job_resumes_to_the_same_final_state(slurm_cluster, tmp_path, 
 def test_sigkill_during_checkpoint_write_resumes_from_previous_good_one(slurm_cluster, tmp_path):
     """(c) SIGKILL lands while a checkpoint is half written: the relaunch resumes from the
     previous complete checkpoint and still reaches the uninterrupted run's weights."""
-    toy = ["toy.steps=16", "toy.step_sleep_s=0.2", "run.save_every=4", "toy.save_sleep_s=2"]
+    toy = ["stage=toy", "toy.steps=16", "toy.step_sleep_s=0.2", "run.save_every=4", "toy.save_sleep_s=2"]
     run = tmp_path / "default" / "toy" / "math"
     ckdir = run / "checkpoints"
     # once the second save is in flight (the first, step 4, is complete), SIGKILL the task
@@ -120,7 +120,7 @@ def test_time_limit_guard_saves_and_requeues_before_the_end(slurm_cluster, tmp_p
     """A 2-minute allocation, 1-second steps and a 70 s margin: the guard saves at about
     44 s, before Slurm's own USR2 (which Slurm may send up to 60 s before the end), the job
     requeues itself and finishes in the next allocation without losing a step."""
-    toy = ["toy.steps=70", "toy.step_sleep_s=1.0", "run.save_every=1000", "run.time_margin_s=70"]
+    toy = ["stage=toy", "toy.steps=70", "toy.step_sleep_s=1.0", "run.save_every=1000", "run.time_margin_s=70"]
     run = tmp_path / "default" / "toy" / "math"
     launch(f"paths.root={tmp_path}", "-m", "cluster=slurm", "cluster.partition=cpu", "cluster.timeout_min=2",
            "cluster.signal_delay_s=5", *toy, cwd=tmp_path, timeout=600)
