@@ -8,7 +8,8 @@ venv:
 	@bash tools/bootstrap.sh
 
 demo: venv
-	$(PY) -m m2rl.launch -m stage=grpo domain=math,code,science,if $(ARGS)
+	$(PY) -m m2rl.launch -m domain=math,code,science,if $(ARGS)
+	$(PY) -m m2rl.launch -m domain=multi grpo.steps=16 $(ARGS)  # the mixed arm: 2x a domain's steps, as in the study
 	$(PY) -m m2rl.report runs/default
 
 cluster-up:

@@ -217,6 +217,32 @@ def test_inline_job_really_run_is_counted(tmp_path):
     assert e.gpu_s == pytest.approx(2 * (e.end - e.start)) and e.steps_done == 3
 
 
+def test_an_experiment_without_gpus_counts_cpu_hours(tmp_path):
+    """The embedded default on a CPU machine: no job has a GPU, so CPUs count where GPUs would
+    (and the report says so); one GPU job in the experiment switches it back to GPU-hours."""
+    from m2rl.report import generate
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+
+    def run(domain: str, *args: str) -> None:
+        subprocess.run([str(Path(os.sys.executable)), "-m", "m2rl.launch", "stage=toy", "toy.steps=2",
+                        f"domain={domain}", f"paths.root={tmp_path}", "experiment.name=cpu", *args],
+                       cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+
+    run("math", "cluster.cpus_per_task=3")
+    led, _ = ledger.build(tmp_path / "cpu")
+    (e,) = led.runs["toy/math"].entries
+    assert led.unit == "CPU" and e.gpus == e.cpus == 3
+    assert e.gpu_s == pytest.approx(3 * (e.end - e.start)) and e.gpu_s > 0
+    rep = generate(tmp_path / "cpu", tmp_path / "out")
+    md = rep.markdown.read_text()
+    assert rep.summary["unit"] == "CPU" and md.startswith("# CPU-hour report") and "GPU hours" not in md
+
+    run("code", "cluster.gpus_per_node=1")
+    led, _ = ledger.build(tmp_path / "cpu")
+    assert led.unit == "GPU" and led.runs["toy/math"].gpu_s == 0 and led.runs["toy/code"].gpu_s > 0
+
+
 def _write_attempt(run_dir: str, n: int) -> None:
     from m2rl.runtime.attempts import AttemptRecorder
 

@@ -5,6 +5,9 @@ One ledger entry per Slurm run of a job (a `-D` row) and per attempt that no row
   attempt record matches (a job that died before Python started): Slurm is the authority.
   Attempts no row covers (local executor, or accounting missing) count from the job
   side: configured GPUs x (end, or last heartbeat, - start).
+- An experiment in which no job had a GPU (the embedded default on a CPU machine) counts
+  CPUs where GPUs would be counted: `Ledger.unit` is then "CPU", and every `gpu*` figure
+  below is in CPU-seconds (the report says so).
 - Steps and lost work come from the attempt records; an attempt killed hard (no end
   record) gets its lost work from Slurm's End (or its last heartbeat) back to its last
   checkpoint.
@@ -154,6 +157,7 @@ class Ledger:
     sacct_status: str                    # what was asked of Slurm, in words
     sacct_used: bool
     ignored_rows: list[SacctRow] = field(default_factory=list)  # reused job ids outside the span
+    unit: str = "GPU"                    # what the `gpu*` figures count: "GPU", or "CPU" when no job had one
 
     @property
     def unattributed(self) -> list[Entry]:
@@ -203,6 +207,8 @@ def reconcile(scan: Scan, rows: Iterable[SacctRow] | None, sacct_status: str = "
     sacct_used = rows is not None
     rows = list(rows or [])
     pairs = scan.attempts
+    cpu = not (any(r.gpus for r in rows) or any(a.get("gpus") for _, a in pairs)
+               or any(run.configured_gpus for run in scan.runs.values()))
     by_raw: dict[str, list[tuple[RunInfo, dict]]] = defaultdict(list)
     by_jobid: dict[str, list[tuple[RunInfo, dict]]] = defaultdict(list)
     for run, a in pairs:
@@ -239,10 +245,10 @@ def reconcile(scan: Scan, rows: Iterable[SacctRow] | None, sacct_status: str = "
             continue
         for _, a in hits:
             matched[id(a)] = r
-        entries.append(_row_entry(r, restart_of[r], hits, cands, now))
+        entries.append(_row_entry(r, restart_of[r], hits, cands, now, cpu))
     for run, a in pairs:
         if id(a) not in matched:
-            entries.append(_attempt_entry(run, a, scan, sacct_used, now))
+            entries.append(_attempt_entry(run, a, scan, sacct_used, now, cpu))
 
     runs = {k: RunTotals(run, []) for k, run in scan.runs.items()}
     for e in entries:
@@ -250,12 +256,13 @@ def reconcile(scan: Scan, rows: Iterable[SacctRow] | None, sacct_status: str = "
             runs[e.run_key].entries.append(e)
     for t in runs.values():
         t.entries.sort(key=lambda e: (e.start or e.submit or 0.0))
-    return Ledger(scan, entries, runs, sacct_status, sacct_used, ignored)
+    return Ledger(scan, entries, runs, sacct_status, sacct_used, ignored, "CPU" if cpu else "GPU")
 
 
 def _row_entry(r: SacctRow, restart: int, hits: list[tuple[RunInfo, dict]],
-               cands: list[tuple[RunInfo, dict]], now: float) -> Entry:
+               cands: list[tuple[RunInfo, dict]], now: float, cpu: bool = False) -> Entry:
     notes: list[str] = []
+    n, key = (r.cpus, "cpus") if cpu else (r.gpus, "gpus")
     slurm_state = SLURM_STATES.get(r.state, r.state.lower())
     where = f"job {r.job_id} (raw {r.job_id_raw}) run {restart}"
     if hits:
@@ -270,11 +277,11 @@ def _row_entry(r: SacctRow, restart: int, hits: list[tuple[RunInfo, dict]],
             notes.append(f"{where}: running, no attempt record yet")
         else:
             who = "its run" if run else "no run (no attempt record names this job)"
-            notes.append(f"{where}: Slurm counts {r.elapsed_s} s x {r.gpus} GPU but no attempt record "
+            notes.append(f"{where}: Slurm counts {r.elapsed_s} s x {n} {key[:3].upper()} but no attempt record "
                          f"matches (the job died before the runtime wrote one, or its record was lost or "
                          f"corrupt); counted from Slurm for {who}")
     atts = [a for _, a in hits]
-    job_gpu = float(sum(_job_duration(a) * (a.get("gpus") or 0) for a in atts)) if atts else None
+    job_gpu = float(sum(_job_duration(a) * (a.get(key) or 0) for a in atts)) if atts else None
     lost = None
     job_state = None
     steps = None
@@ -297,7 +304,7 @@ def _row_entry(r: SacctRow, restart: int, hits: list[tuple[RunInfo, dict]],
         ro = _resume_overhead(a)
         if ro is not None:
             overhead = (overhead or 0.0) + ro + max(0.0, a["start_time"] - (r.start or a["start_time"]))
-        if a.get("gpus") is not None and a["gpus"] != r.gpus:
+        if not cpu and a.get("gpus") is not None and a["gpus"] != r.gpus:
             notes.append(f"{where}: GPUs differ: attempt {a['attempt']} says {a['gpus']}, Slurm's AllocTRES "
                          f"says {r.gpus} (Slurm's figure counts)")
         st = a.get("state")
@@ -319,13 +326,13 @@ def _row_entry(r: SacctRow, restart: int, hits: list[tuple[RunInfo, dict]],
         stage=run.stage if run else None, domain=run.domain if run else None,
         source="slurm+job" if atts else "slurm", executor="slurm", job_id=r.job_id, job_id_raw=r.job_id_raw,
         restart=restart, attempts=[a["attempt"] for a in atts], partition=r.partition, nodes=r.nodes,
-        gpus=r.gpus, cpus=r.cpus, submit=r.submit, start=r.start, end=r.end, elapsed_s=float(r.elapsed_s),
+        gpus=n, cpus=r.cpus, submit=r.submit, start=r.start, end=r.end, elapsed_s=float(r.elapsed_s),
         state=state, slurm_state=r.state_raw, job_state=job_state, steps_done=steps, step_end=step_end,
-        gpu_s=r.gpu_seconds, job_gpu_s=job_gpu, lost_work_s=lost, queued_s=r.queued_s,
+        gpu_s=float(r.elapsed_s * n), job_gpu_s=job_gpu, lost_work_s=lost, queued_s=r.queued_s,
         resume_overhead_s=overhead, notes=notes, files=[a["_file"] for a in atts if "_file" in a])
 
 
-def _attempt_entry(run: RunInfo, a: dict, scan: Scan, sacct_used: bool, now: float) -> Entry:
+def _attempt_entry(run: RunInfo, a: dict, scan: Scan, sacct_used: bool, now: float, cpu: bool = False) -> Entry:
     notes: list[str] = []
     state = JOB_STATES.get(a.get("state"), a.get("state") or "unknown")
     end = a.get("end_time")
@@ -338,7 +345,7 @@ def _attempt_entry(run: RunInfo, a: dict, scan: Scan, sacct_used: bool, now: flo
             notes.append(f"{where}: no end record (killed hard); time counted to its last heartbeat, a lower bound")
         else:
             state = "running"
-    gpus = a.get("gpus") or 0
+    gpus = (a.get("cpus") or 1) if cpu else (a.get("gpus") or 0)
     dur = max(0.0, end - a["start_time"]) if end is not None else 0.0
     if a.get("executor") == "slurm":
         if sacct_used:

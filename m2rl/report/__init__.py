@@ -102,7 +102,7 @@ def generate(exp_dir: str | Path, out_dir: str | Path | None = None, sacct_sourc
     for name, fn, args in (("arms", plots.arms, (comp,)), ("ratios", plots.ratios, (comp,)),
                            ("runs", plots.runs, (list(led.runs.values()),)),
                            ("cost_vs_accuracy", plots.cost_vs_accuracy, (results,))):
-        p = fn(*args, out / "plots" / f"{name}.png")
+        p = fn(*args, out / "plots" / f"{name}.png", led.unit)
         if p is not None:
             files[name] = p
 
@@ -128,26 +128,30 @@ def _write(path: Path, text: str) -> Path:
 
 def _document(exp: Path, led: Ledger, comp: analysis.Comparison, results: list[evals.EvalResult],
               problems: list[Problem], files: dict[str, Path], out: Path) -> Doc:
-    doc = Doc(f"GPU-hour report: {exp.name}")
+    U = led.unit
+    doc = Doc(f"{U}-hour report: {exp.name}")
     n_att = sum(len(t.run.attempts) for t in led.runs.values())
     n_rows = sum(1 for e in led.entries if e.source != "job")
     doc.p(f"Experiment `{exp}`; generated {fmt_ts(time.time())}. Ledger: {len(led.runs)} runs, {n_att} attempt "
           f"records, {n_rows} Slurm accounting rows. Accounting: {led.sacct_status}.")
+    if U != "GPU":
+        doc.warn(f"No job of this experiment had a GPU: its cost is counted in {U}-hours (allocated {U}s x wall "
+                 "time), where a GPU experiment counts GPU-hours.")
     if problems:
         doc.warn(f"{len(problems)} input file(s) could not be used and were skipped: see *Problems* at the end. "
                  "A skipped attempt record's Slurm time still counts when another record names its job.")
     if not led.sacct_used and any(e.executor == "slurm" for e in led.entries):
-        doc.warn("Slurm jobs are counted from job-side records only: sacct was not consulted, so GPU time the "
+        doc.warn(f"Slurm jobs are counted from job-side records only: sacct was not consulted, so {U} time the "
                  "runtime did not see (start-up, a job killed before its first record) is missing.")
     n_notes = sum(len(e.notes) for e in led.entries)
     if n_notes:
         doc.warn(f"{n_notes} disagreement(s) or gap(s) between Slurm accounting and the job-side records: "
                  "see *Reconciliation*.")
     _summary_section(doc, led, comp, files, out)
-    _ratios_section(doc, comp, files, out)
+    _ratios_section(doc, comp, files, out, U)
     _runs_section(doc, led, files, out)
     _interruptions_section(doc, led)
-    _accuracy_section(doc, results, files, out)
+    _accuracy_section(doc, results, files, out, U)
     _tensorboard_section(doc, exp, led)
     _reconciliation_section(doc, led)
     doc.h(1, "Problems")
@@ -165,19 +169,20 @@ def _rel(files: dict[str, Path], name: str, out: Path) -> tuple[Path, str] | Non
 
 
 def _summary_section(doc: Doc, led: Ledger, comp: analysis.Comparison, files, out) -> None:
+    U = led.unit
     doc.h(1, "Summary")
     sep, mix = comp.separate_rl, comp.mixed
     if comp.headline is not None:
-        doc.p(f"**Mixed multi-task RL cost {fmt_h(mix.gpu_s)} GPU-hours, {comp.headline:.1%} of the "
-              f"{fmt_h(sep.gpu_s)} GPU-hours of the {len(sep.runs)} separate single-domain RL runs** "
+        doc.p(f"**Mixed multi-task RL cost {fmt_h(mix.gpu_s)} {U}-hours, {comp.headline:.1%} of the "
+              f"{fmt_h(sep.gpu_s)} {U}-hours of the {len(sep.runs)} separate single-domain RL runs** "
               f"(the study's definition; it published {STUDY_RATIO:.1%}). With the merge jobs, separate costs "
-              f"{fmt_h(comp.separate.gpu_s)} GPU-hours (ratio {fmt_pct(comp.ratio(mix, comp.separate))}).")
+              f"{fmt_h(comp.separate.gpu_s)} {U}-hours (ratio {fmt_pct(comp.ratio(mix, comp.separate))}).")
     else:
         missing = [n for n, g in (("single-domain RL (grpo on one domain)", sep), ("mixed (grpo domain=multi)", mix))
                    if not g.runs]
         doc.p(f"No mixed/separate ratio: this experiment has no {' and no '.join(missing)} run.")
     if comp.opd.runs:
-        doc.p(f"MT-OPD cost {fmt_h(comp.opd.gpu_s)} GPU-hours alone, {fmt_h(comp.opd_teachers.gpu_s)} with the "
+        doc.p(f"MT-OPD cost {fmt_h(comp.opd.gpu_s)} {U}-hours alone, {fmt_h(comp.opd_teachers.gpu_s)} with the "
               f"single-domain RL runs that serve as its teachers.")
     rows = []
     groups = [comp.separate_rl, comp.merges, comp.separate, comp.mixed, comp.opd, comp.opd_teachers, comp.base]
@@ -192,27 +197,27 @@ def _summary_section(doc: Doc, led: Ledger, comp: analysis.Comparison, files, ou
         rows.append(["unattributed Slurm usage", "", fmt_h(comp.unattributed_gpu_s), "", "", "", "", ""])
     rows.append(["**all runs**", len(led.runs), fmt_h(led.gpu_s), "", "", "", fmt_h(sum(t.lost_gpu_s for t in
                  led.runs.values())), fmt_dur(sum(t.queued_s or 0 for t in led.runs.values()) or None)])
-    doc.table(["arm", "runs", "GPU hours", "steps", "prompts", "generated tokens", "GPU hours lost",
+    doc.table(["arm", "runs", f"{U} hours", "steps", "prompts", "generated tokens", f"{U} hours lost",
                "queued"], rows, caption="Groups overlap (separate = RL + merge; MT-OPD + teachers includes the "
                "single-domain runs). est. = batch x steps, where DONE.json gives no `prompts` count.")
     if (r := _rel(files, "arms", out)):
-        doc.img(*r, "GPU cost per arm")
+        doc.img(*r, f"{U} cost per arm")
 
 
-def _ratios_section(doc: Doc, comp: analysis.Comparison, files, out) -> None:
+def _ratios_section(doc: Doc, comp: analysis.Comparison, files, out, U: str) -> None:
     doc.h(1, "Mixed vs separate, normalised")
     if not comp.separate_rl.runs:
         doc.p("No single-domain RL runs: nothing to normalise against.")
         return
     sep, mix, opd = comp.separate_rl, comp.mixed, comp.opd
-    rows = [["GPU hours (the study's ratio)", fmt_h(sep.gpu_s), fmt_h(mix.gpu_s) if mix.runs else "n/a",
+    rows = [[f"{U} hours (the study's ratio)", fmt_h(sep.gpu_s), fmt_h(mix.gpu_s) if mix.runs else "n/a",
              fmt_pct(comp.ratio(mix, sep)), fmt_h(opd.gpu_s) if opd.runs else "n/a", fmt_pct(comp.ratio(opd, sep))],
-            ["GPU hours with merge jobs / teachers", fmt_h(comp.separate.gpu_s),
+            [f"{U} hours with merge jobs / teachers", fmt_h(comp.separate.gpu_s),
              fmt_h(mix.gpu_s) if mix.runs else "n/a", fmt_pct(comp.ratio(mix, comp.separate)),
              fmt_h(comp.opd_teachers.gpu_s) if opd.runs else "n/a", fmt_pct(comp.ratio(comp.opd_teachers, sep))]]
-    for label, what, scale, unit in (("GPU-seconds per step", "step", 1.0, ""),
-                                     ("GPU-seconds per prompt", "prompt", 1.0, ""),
-                                     ("GPU-seconds per 1k generated tokens", "token", 1000.0, "")):
+    for label, what, scale, unit in ((f"{U}-seconds per step", "step", 1.0, ""),
+                                     (f"{U}-seconds per prompt", "prompt", 1.0, ""),
+                                     (f"{U}-seconds per 1k generated tokens", "token", 1000.0, "")):
         f = lambda g: fmt_num(g.per(what) * scale) if g.runs and g.per(what) is not None else "n/a"  # noqa: E731
         rows.append([label, f(sep), f(mix), fmt_pct(comp.ratio(mix, sep, what)), f(opd),
                      fmt_pct(comp.ratio(opd, sep, what))])
@@ -234,6 +239,7 @@ def _ratios_section(doc: Doc, comp: analysis.Comparison, files, out) -> None:
 
 
 def _runs_section(doc: Doc, led: Ledger, files, out) -> None:
+    U = led.unit
     doc.h(1, "Runs")
     ts = sorted(led.runs.values(), key=lambda t: (analysis.ARM_ORDER.index(t.run.arm)
                                                   if t.run.arm in analysis.ARM_ORDER else 9, t.run.key))
@@ -245,14 +251,15 @@ def _runs_section(doc: Doc, led: Ledger, files, out) -> None:
         rows.append([t.run.key, t.run.arm, fmt_num(t.run.batch), fmt_num(t.run.rollouts), fmt_num(t.run.steps),
                      t.gpus, fmt_h(t.gpu_s), f"{t.gpu_s:,.0f}", "yes" if t.run.finished else "no",
                      src + (f" ({', '.join(t.executors)})" if t.executors and t.executors != ["slurm"] else "")])
-    doc.table(["run", "arm", "batch", "rollouts", "steps", "GPUs", "GPU hours", "GPU-seconds", "finished",
+    doc.table(["run", "arm", "batch", "rollouts", "steps", f"{U}s", f"{U} hours", f"{U}-seconds", "finished",
                "counted from"], rows, align="llrrrrrrll",
               caption=(f"First {MAX_ROWS} of {len(ts)} runs; all are in summary.json." if len(ts) > MAX_ROWS else ""))
     if (r := _rel(files, "runs", out)):
-        doc.img(*r, "GPU time per run")
+        doc.img(*r, f"{U} time per run")
 
 
 def _interruptions_section(doc: Doc, led: Ledger) -> None:
+    U = led.unit
     doc.h(1, "Preemptions, lost work and queueing")
     ts = sorted(led.runs.values(), key=lambda t: (-t.lost_gpu_s, t.run.key))
     rows = []
@@ -264,8 +271,8 @@ def _interruptions_section(doc: Doc, led: Ledger) -> None:
         rows.append([t.run.key, len(t.entries), t.interruptions, fmt_dur(t.lost_work_s), fmt_h(t.lost_gpu_s),
                      f"{t.lost_gpu_s:,.0f}", fmt_h(t.resume_overhead_gpu_s),
                      fmt_dur(q) if q is not None else "n/a (no Slurm record)"])
-    doc.table(["run", "attempts", "interrupted", "work lost", "GPU hours lost", "GPU-seconds lost",
-               "resume overhead GPU hours", "queued"], rows,
+    doc.table(["run", "attempts", "interrupted", "work lost", f"{U} hours lost", f"{U}-seconds lost",
+               f"resume overhead {U} hours", "queued"], rows,
               caption="Work lost = time from an interrupted attempt's last checkpoint to its end, redone by the "
               "next attempt. Resume overhead = a resumed attempt's start-up before its first step. Queued = "
               "Slurm Start - Submit, summed over the job's runs (a requeued run's Submit is its requeue time).")
@@ -280,20 +287,20 @@ def _interruptions_section(doc: Doc, led: Ledger) -> None:
                  f"{e.lost_gpu_s:,.0f}", fmt_ts(e.end)]
                 for e in sorted(inter, key=lambda e: (e.run_key or "", e.start or 0))[:MAX_ROWS]]
         doc.table(["run", "job", "restart", "state", "Slurm state", "job-side state", "steps done", "work lost",
-                   "GPU-s lost", "ended"], rows, align="lllllllrrl",
+                   f"{U}-s lost", "ended"], rows, align="lllllllrrl",
                   caption=f"{len(inter)} interrupted attempt(s)" + (f"; first {MAX_ROWS} shown, all in ledger.csv"
                                                                  if len(inter) > MAX_ROWS else ""))
 
 
-def _accuracy_section(doc: Doc, results: list[evals.EvalResult], files, out) -> None:
+def _accuracy_section(doc: Doc, results: list[evals.EvalResult], files, out, U: str) -> None:
     if not results:
         return
     doc.h(1, "Accuracy")
     benches = sorted({b for r in results for b in r.scores})
     rows = [[r.label, r.arm, fmt_h(r.cost_gpu_s)] + [f"{r.scores[b]:.2f}" if b in r.scores else "" for b in benches]
             for r in results]
-    doc.table(["model", "arm", "RL GPU hours"] + benches, rows, align="llr" + "r" * len(benches),
-              caption="RL GPU hours = what it took to produce the model beyond the shared base: merged models "
+    doc.table(["model", "arm", f"RL {U} hours"] + benches, rows, align="llr" + "r" * len(benches),
+              caption=f"RL {U} hours = what it took to produce the model beyond the shared base: merged models "
               "include the single-domain runs they merge, MT-OPD its teachers.")
     doc.items([f"{r.label}: {r.cost_note} (`{r.path}`)" for r in results])
     if (r := _rel(files, "cost_vs_accuracy", out)):
@@ -309,11 +316,13 @@ def _tensorboard_section(doc: Doc, exp: Path, led: Ledger) -> None:
 
 
 def _reconciliation_section(doc: Doc, led: Ledger) -> None:
+    U = led.unit
     doc.h(1, "Reconciliation with Slurm accounting")
-    doc.p(f"Accounting: {led.sacct_status}. Rules: a Slurm `sacct -D` row is the authority for GPU time "
-          "(ElapsedRaw x gres/gpu of AllocTRES, every run of a requeued job and every array task); attempt records "
+    alloc = "gres/gpu of AllocTRES" if U == "GPU" else "AllocCPUS"
+    doc.p(f"Accounting: {led.sacct_status}. Rules: a Slurm `sacct -D` row is the authority for {U} time "
+          f"(ElapsedRaw x {alloc}, every run of a requeued job and every array task); attempt records "
           "add steps and lost work; attempts no row covers (local executor, accounting missing) count as "
-          "configured GPUs x their own wall time.")
+          f"configured {U}s x their own wall time.")
     rows = []
     for t in sorted(led.runs.values(), key=lambda t: t.run.key)[:MAX_ROWS]:
         slurm = [e for e in t.entries if e.source != "job"]
@@ -328,7 +337,7 @@ def _reconciliation_section(doc: Doc, led: Ledger) -> None:
     rows.append(["**total**", sum(r[1] for r in rows), f"{sum(e.gpu_s for e in led.entries if e.source != 'job'):,.0f}",
                  f"{sum(e.job_gpu_s or 0 for e in led.entries):,.0f}", f"{led.gpu_s:,.0f}", "",
                  sum(len(e.notes) for e in led.entries)])
-    doc.table(["run", "Slurm rows", "Slurm GPU-s", "job-side GPU-s", "counted GPU-s",
+    doc.table(["run", "Slurm rows", f"Slurm {U}-s", f"job-side {U}-s", f"counted {U}-s",
                "Slurm - job-side (rows with both)", "notes"], rows,
               caption="Slurm's elapsed time includes start-up before the runtime's first record and teardown "
                       "after its last: a positive difference of seconds per attempt is expected.")
@@ -343,7 +352,7 @@ def _reconciliation_section(doc: Doc, led: Ledger) -> None:
         if len(notes) > MAX_NOTES:
             doc.p(f"... and {len(notes) - MAX_NOTES} more, in the `notes` column of ledger.csv.")
     else:
-        doc.p("No disagreements: every Slurm row has its attempt record and they agree on GPUs and state.")
+        doc.p(f"No disagreements: every Slurm row has its attempt record and they agree on {U}s and state.")
 
 
 # ---------------------------------------------------------------- data files
@@ -381,6 +390,7 @@ def _summary(exp: Path, led: Ledger, comp: analysis.Comparison, results, problem
     sep = comp.separate_rl
     return {
         "experiment": exp.name, "experiment_dir": str(exp), "generated_at": time.time(),
+        "unit": led.unit,  # what every gpu_* figure counts: "GPU", or "CPU" when no job had a GPU
         "sacct": {"status": led.sacct_status, "used": led.sacct_used,
                   "rows": sum(1 for e in led.entries if e.source != "job"),
                   "gpu_s": sum(e.gpu_s for e in led.entries if e.source != "job"),

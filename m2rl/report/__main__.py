@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"m2rl.report: skipped {p}", file=sys.stderr)
     s = rep.summary
     ratio = s["ratios"]["mixed_over_separate_rl"]
-    print(f"{s['experiment']}: {len(s['runs'])} runs, {fmt_h(s['gpu_s'])} GPU hours ({s['gpu_s']:,.0f} GPU-s)"
+    print(f"{s['experiment']}: {len(s['runs'])} runs, {fmt_h(s['gpu_s'])} {s['unit']} hours ({s['gpu_s']:,.0f} {s['unit']}-s)"
           + (f"; mixed / separate RL = {ratio:.1%}" if ratio is not None else ""))
     if rep.notes:
         print(f"{rep.notes} disagreement(s)/gap(s) between Slurm and job-side records: see the report")

@@ -19,9 +19,9 @@ MAX_SEGMENTS = 12
 DPI = 110
 
 
-def unit(max_s: float) -> tuple[str, float]:
+def unit(max_s: float, device: str = "GPU") -> tuple[str, float]:
     """Hours for real runs; seconds when everything is under a GPU-hour (toy runs)."""
-    return ("GPU-hours", 3600.0) if max_s >= 3600.0 else ("GPU-seconds", 1.0)
+    return (f"{device}-hours", 3600.0) if max_s >= 3600.0 else (f"{device}-seconds", 1.0)
 
 
 def _save(fig, path: Path) -> Path:
@@ -37,7 +37,7 @@ def _seg_color(t) -> str:
     return DOMAIN_COLORS.get(t.run.domain or "", ARM_COLORS.get(t.run.arm, "#a0aec0"))
 
 
-def arms(c: Comparison, path: Path) -> Path | None:
+def arms(c: Comparison, path: Path, device: str = "GPU") -> Path | None:
     """Stacked horizontal bars: what each arm of the comparison cost, run by run."""
     bars: list[tuple[str, Group, list[tuple]]] = []
     for g in (c.separate, c.mixed, c.opd, c.opd_teachers):
@@ -53,7 +53,7 @@ def arms(c: Comparison, path: Path) -> Path | None:
     if not bars:
         return None
     top = max(g.gpu_s for _, g, _ in bars)
-    name, div = unit(top)
+    name, div = unit(top, device)
     fig, ax = plt.subplots(figsize=(10, 1.1 + 0.75 * len(bars)))
     sep = c.separate_rl.gpu_s
     for y, (label, g, segs) in enumerate(reversed(bars)):
@@ -72,7 +72,7 @@ def arms(c: Comparison, path: Path) -> Path | None:
     ax.set_yticks(range(len(bars)), [b[0] for b in reversed(bars)])
     ax.set_xlabel(name)
     ax.set_xlim(0, top / div * 1.45)
-    title = "GPU cost per arm"
+    title = f"{device} cost per arm"
     if c.headline is not None:
         title += f": mixed / separate RL = {c.headline:.1%}"
     ax.set_title(title)
@@ -80,7 +80,7 @@ def arms(c: Comparison, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def ratios(c: Comparison, path: Path) -> Path | None:
+def ratios(c: Comparison, path: Path, device: str = "GPU") -> Path | None:
     """Mixed / separate (and MT-OPD / separate) overall and normalised."""
     measures = [("total", None), ("per step", "step"), ("per prompt", "prompt"), ("per gen. token", "token")]
     series = [("mixed / separate RL", c.mixed, ARM_COLORS["mixed"]), ("MT-OPD / separate RL", c.opd, ARM_COLORS["opd"])]
@@ -101,20 +101,20 @@ def ratios(c: Comparison, path: Path) -> Path | None:
     ax.axhline(100, color="#4a5568", lw=0.8, ls="--")
     ax.set_xticks(range(len(measures)), [m for m, _ in measures])
     ax.set_ylabel("% of separate single-domain RL")
-    ax.set_title("GPU cost relative to separate RL (100% = same cost)")
+    ax.set_title(f"{device} cost relative to separate RL (100% = same cost)")
     ax.legend(fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return _save(fig, path)
 
 
-def runs(totals: list, path: Path) -> Path | None:
+def runs(totals: list, path: Path, device: str = "GPU") -> Path | None:
     """Per run: GPU time (useful vs lost to interruptions), and time queued."""
     ts = sorted(totals, key=lambda t: -t.gpu_s)
     if not ts:
         return None
     shown = len(ts) > MAX_RUNS
     n_all, ts = len(ts), ts[:MAX_RUNS]
-    name, div = unit(max(t.gpu_s for t in ts))
+    name, div = unit(max(t.gpu_s for t in ts), device)
     labels = [t.run.key for t in ts]
     total = [t.gpu_s for t in ts]
     lost = [min(t.lost_gpu_s, t.gpu_s) for t in ts]
@@ -131,7 +131,7 @@ def runs(totals: list, path: Path) -> Path | None:
             label="lost to interruptions (since last checkpoint)")
     ax.set_yticks(ys, labels, fontsize=8)
     ax.set_xlabel(name)
-    ax.set_title("GPU time per run" + (f" (the {MAX_RUNS} largest of {n_all}; all are in the tables)"
+    ax.set_title(f"{device} time per run" + (f" (the {MAX_RUNS} largest of {n_all}; all are in the tables)"
                                         if shown else ""))
     ax.legend(fontsize=8, frameon=False, loc="lower right")
     ax.spines[["top", "right"]].set_visible(False)
@@ -144,7 +144,7 @@ def runs(totals: list, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def cost_vs_accuracy(results: list[EvalResult], path: Path) -> Path | None:
+def cost_vs_accuracy(results: list[EvalResult], path: Path, device: str = "GPU") -> Path | None:
     pts = [r for r in results if r.cost_gpu_s is not None]
     if not pts:
         return None
@@ -153,7 +153,7 @@ def cost_vs_accuracy(results: list[EvalResult], path: Path) -> Path | None:
     n = len(shown)
     cols = min(3, n)
     rows = (n + cols - 1) // cols
-    name, div = unit(max(r.cost_gpu_s for r in pts) or 1.0)
+    name, div = unit(max(r.cost_gpu_s for r in pts) or 1.0, device)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
     for i, b in enumerate(shown):
         ax = axes[i // cols][i % cols]
