@@ -73,6 +73,8 @@ def test_latest_pointer_prune_and_fallback(tmp_path):
     with pytest.raises(RuntimeError):
         mgr.save(30, lambda d: (_ for _ in ()).throw(RuntimeError("disk full")))
     assert mgr.latest().step == 15 and not (tmp_path / "step_00000030").exists()
+    mgr.save(35, lambda d: (d / "v").write_text("35"))  # the next save clears the dead writers' leftovers
+    assert mgr.latest().step == 35 and not list(tmp_path.glob(".step_*"))
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):

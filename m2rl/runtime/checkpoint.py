@@ -100,7 +100,7 @@ class CheckpointManager:
         done = self.complete()
         for ck in done[: max(0, len(done) - self.keep_last)]:
             shutil.rmtree(ck.path, ignore_errors=True)
-        for p in self.root.glob(".step_*"):  # leftovers of writers that died
-            if p.name.endswith(".staging"):
-                continue
+        # leftovers of writers that died mid-save (any step: all ranks are past this save's
+        # writes, and one run dir has one job at a time)
+        for p in self.root.glob(".step_*"):
             shutil.rmtree(p, ignore_errors=True)
