@@ -169,7 +169,7 @@ def test_disagreements_are_shown(tmp_path):
     lines.append(lines[1].replace("4101|4101", "4101|4101", 1))  # a duplicate row: deduplicated
     later = 1767225600 + 40 * 86400
     lines.append(f"4102|4102|COMPLETED|0:0|100|{later}|{later}|{later}|{later + 100}|gres/gpu=8|gpu|1|8|other")
-    lines.append(f"4199_3|4200|FAILED|1:0|50|1767300000|1767300000|1767300000|1767300050|gres/gpu=2|gpu|1|2|x")
+    lines.append("4199_3|4200|FAILED|1:0|50|1767300000|1767300000|1767300000|1767300050|gres/gpu=2|gpu|1|2|x")
     src = tmp_path / "sacct.psv"
     src.write_text("\n".join(lines) + "\n")
     # ask about array 4199 too, as a sweep whose task 3 never wrote a record would

@@ -30,12 +30,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def rendezvous() -> tuple[str, str]:
-    """(init_method, where it came from). Inside a submitit job (Slurm or the local
+def rendezvous(given: dict[str, str] | None = None) -> tuple[str, str]:
+    """(init_method, where it came from). A `given` rendezvous (RANK, WORLD_SIZE, LOCAL_RANK,
+    MASTER_ADDR, MASTER_PORT: a group of some of the job's tasks) is exported and wins.
+    Inside a submitit job (Slurm or the local
     executor) submitit's view of the job wins over values inherited from the launching
     process; it exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT. A lone
     process gets a free loopback port and leaves the environment alone (its children,
     e.g. inference engines, must not inherit a rendezvous)."""
+    if given:
+        os.environ.update(given)
+        return "env://", "given"
     if os.environ.get("SUBMITIT_EXECUTOR"):
         from submitit.helpers import TorchDistributedEnvironment
 
@@ -61,10 +66,11 @@ def device() -> "torch.device":  # noqa: F821
     return torch.device("cpu")
 
 
-def init_distributed(timeout_s: int = 1800) -> DistEnv:
+def init_distributed(timeout_s: int = 1800, group: dict[str, str] | None = None) -> DistEnv:
     """Idempotent: init the default process group and DeepSpeed's comm layer.
 
-    Every process of the job must call it. Returns the process's place in the job.
+    Every process of the group must call it: the whole job, or the tasks that `group` (a
+    rendezvous, see `rendezvous`) names. Returns the process's place in the group.
     """
     import torch
     import torch.distributed as td
@@ -72,7 +78,7 @@ def init_distributed(timeout_s: int = 1800) -> DistEnv:
     # DeepSpeed calls collectives that torch deprecates, once per step: keep the logs readable
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     if not td.is_initialized():
-        init_method, source = rendezvous()
+        init_method, source = rendezvous(group)
         dev = device()
         if dev.type == "cuda":
             torch.cuda.set_device(dev)

@@ -83,7 +83,7 @@ class PromptSampler:
 
 
 def run(ctx: JobContext) -> dict:
-    cfg, g = ctx.cfg, ctx.cfg.grpo
+    g = ctx.cfg.grpo
     env = ctx.dist
     plan = R.plan(env.world_size, env.num_nodes, gpu_count(), int(g.rollout_workers), int(g.tensor_parallel_size))
     role = plan[env.rank]
@@ -265,21 +265,6 @@ def _broadcast(obj):
     return box[0]
 
 
-@contextlib.contextmanager
-def _learner_rendezvous(env: dict[str, str]):
-    """Make m2rl.train's init_distributed build the learners' group, not the whole job's.
-
-    Inside a submitit job it prefers submitit's view of all tasks; hiding the submitit
-    marker for the call makes it take the rendezvous from the environment instead."""
-    hidden = os.environ.pop("SUBMITIT_EXECUTOR", None)
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        if hidden is not None:
-            os.environ["SUBMITIT_EXECUTOR"] = hidden
-
-
 def _learn(ctx: JobContext, role: R.Role, plan: list[R.Role], rdzv: R.Rendezvous) -> dict:
     import torch
 
@@ -295,8 +280,8 @@ def _learn(ctx: JobContext, role: R.Role, plan: list[R.Role], rdzv: R.Rendezvous
 
     cfg, g = ctx.cfg, ctx.cfg.grpo
     t_start = time.time()
-    with _learner_rendezvous(R.learner_env(role, rdzv, ctx.dist.local_rank)):
-        init_distributed(int(g.engine.dist_timeout_s))
+    # the learners' group, not the whole job's
+    init_distributed(int(g.engine.dist_timeout_s), group=R.learner_env(role, rdzv, ctx.dist.local_rank))
     seed = int(cfg.experiment.seed)
     torch.manual_seed(seed + role.index)
     path = model_dir(cfg)
