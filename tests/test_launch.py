@@ -70,12 +70,17 @@ def test_inline_run_crash_then_resume_and_skip(tmp_path):
 
 def test_local_executor_multirun_then_relaunch_submits_nothing(tmp_path):
     proc = launch("-m", f"paths.root={tmp_path}", "domain=math,code", *TOY, cwd=tmp_path)
+    spans = []
     for d in ("math", "code"):
         run = tmp_path / "default" / "toy" / d
         done = json.loads((run / "DONE.json").read_text())
         assert done["step"] == 12
         rec = attempts(run)
         assert [a["executor"] for a in rec] == ["local"] and rec[0]["state"] == "completed"
+        spans.append((rec[0]["start_time"], rec[0]["end_time"]))
+    # one job after another on one machine (they would share its CPUs and GPUs)
+    (s1, e1), (s2, e2) = sorted(spans)
+    assert e1 <= s2
     n_jobs = len(list((tmp_path / "default" / ".submitit").iterdir()))
     proc = launch("-m", f"paths.root={tmp_path}", "domain=math,code", *TOY, cwd=tmp_path)
     assert "nothing to submit" in proc.stdout

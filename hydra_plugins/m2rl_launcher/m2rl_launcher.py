@@ -29,11 +29,22 @@ class _Planned:
         if not keep:
             print("m2rl: every run of this sweep is finished: nothing to submit")
             return []
-        return super().launch([job_overrides[i] for i in keep], initial_job_idx)  # type: ignore[misc]
+        return self._submit([job_overrides[i] for i in keep], initial_job_idx)
+
+    def _submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+        return super().launch(job_overrides, initial_job_idx)  # type: ignore[misc]
 
 
 class M2RLLocalLauncher(_Planned, LocalLauncher):
-    pass
+    """One job after another: submitit's local executor gives every job all of the
+    machine's CPUs and GPUs, so jobs run side by side would share (and collide on) the same
+    devices, and each one's wall time, the ledger's cost, would include the others' load."""
+
+    def _submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+        results = []
+        for i, overrides in enumerate(job_overrides):
+            results += LocalLauncher.launch(self, [overrides], initial_job_idx + i)
+        return results
 
 
 class M2RLSlurmLauncher(_Planned, SlurmLauncher):
