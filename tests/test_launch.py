@@ -85,3 +85,13 @@ def test_local_executor_multirun_then_relaunch_submits_nothing(tmp_path):
     proc = launch("-m", f"paths.root={tmp_path}", "domain=math,code", *TOY, cwd=tmp_path)
     assert "nothing to submit" in proc.stdout
     assert len(list((tmp_path / "default" / ".submitit").iterdir())) == n_jobs
+
+
+def test_local_sweep_runs_every_job_when_one_fails(tmp_path):
+    """Serial local jobs: the failing one (r4) does not keep the next (r100) from running."""
+    proc = launch("-m", f"paths.root={tmp_path}", "stage=toy", "toy.steps=6", "run.save_every=3",
+                  "toy.fail_at_step=4,100", "run.name=r${toy.fail_at_step}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "toy.fail_at_step=4" in proc.stderr
+    failed, ok = tmp_path / "default" / "toy" / "r4", tmp_path / "default" / "toy" / "r100"
+    assert [a["state"] for a in attempts(failed)] == ["failed"] and not (failed / "DONE.json").exists()
+    assert json.loads((ok / "DONE.json").read_text())["step"] == 6
