@@ -7,14 +7,8 @@ runs, relaunch with another `run.name`, or use the command line.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from m2rl.runtime import JobContext
-
-
-def experiment_dir(cfg) -> Path:
-    return Path(cfg.paths.root).absolute() / cfg.experiment.name
-
+from m2rl.runtime.rundir import experiment_dir
 
 def run(ctx: JobContext) -> dict:
     from m2rl.report import generate

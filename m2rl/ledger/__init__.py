@@ -1,8 +1,9 @@
 """The GPU-hour ledger: every attempt of every job, reconciled with Slurm accounting.
 
 Records. The job runtime (`m2rl.runtime.attempts`) writes one JSON file per attempt,
-`<exp>/<stage>/<run>/attempts/attempt-NNNN.json`: claimed with O_EXCL (two attempts never
-share a file), every write a temp file + fsync + rename (a reader sees the old or the new
+`<exp>/<stage>/<run>/attempts/attempt-NNNN.json`: claimed by hard-linking a fully written
+first version to its name (two attempts never share a file, no reader sees an empty one),
+every later write a temp file + fsync + rename (a reader sees the old or the new
 record, never a torn one). Why files and not SQLite in WAL mode: WAL needs a shared-memory
 index that all writers mmap on one host, so it is unsafe on the network file systems
 (NFS, Lustre) that Slurm jobs on many nodes write to; per-attempt files need no lock and
@@ -43,10 +44,10 @@ def submitted_job_ids(exp_dir: Path) -> dict[str, float]:
     return out
 
 
-def slurm_job_ids(s: Scan) -> set[str]:
+def slurm_job_ids(s: Scan, submitted: dict[str, float]) -> set[str]:
     """The ids to ask sacct about: array job ids (all their tasks) and raw job ids, from
-    the attempt records and from submitit's folder."""
-    ids: set[str] = set(submitted_job_ids(s.exp_dir))
+    the attempt records and from submitit's folder (`submitted_job_ids`)."""
+    ids: set[str] = set(submitted)
     for _, a in s.attempts:
         if a.get("executor") != "slurm" and not a.get("slurm_job_id"):
             continue
@@ -70,7 +71,8 @@ def build(exp_dir: str | Path, sacct_source: str | Path = "auto", now: float | N
     everything from job-side records), or a file of captured `sacct -D -X -P` output.
     Raises NoExperiment, SacctUnavailable, SacctParseError with a message for the user."""
     s = scan(exp_dir)
-    ids = slurm_job_ids(s)
+    submitted = submitted_job_ids(s.exp_dir)
+    ids = slurm_job_ids(s, submitted)
     if sacct_source == "off":
         status = ("Slurm accounting not consulted (--no-sacct): every figure below comes from job-side "
                   "records" + (f", including {len(ids)} Slurm job(s) that sacct could check" if ids else ""))
@@ -86,7 +88,7 @@ def build(exp_dir: str | Path, sacct_source: str | Path = "auto", now: float | N
     if not ids:
         status = "no Slurm jobs in this experiment: every run is counted from job-side records"
         return reconcile(s, None, status, now), ""
-    first = min([a["start_time"] for _, a in s.attempts] + list(submitted_job_ids(s.exp_dir).values()))
+    first = min([a["start_time"] for _, a in s.attempts] + list(submitted.values()))
     since = first - 86400  # a day before the first attempt: queued time before it is still in range
     rows, text = sacct.query(sorted(ids), since)
     rows = _ours(rows, ids)

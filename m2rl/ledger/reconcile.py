@@ -167,6 +167,15 @@ class Ledger:
     def gpu_s(self) -> float:
         return float(sum(e.gpu_s for e in self.entries))
 
+    @cached_property
+    def slurm_entries(self) -> list[Entry]:
+        """Entries counted from a Slurm accounting row."""
+        return [e for e in self.entries if e.source != "job"]
+
+    @cached_property
+    def notes(self) -> list[str]:
+        return [n for e in self.entries for n in e.notes]
+
 
 def _job_end(a: dict) -> float | None:
     return a.get("end_time") if a.get("end_time") is not None else a.get("heartbeat")
@@ -245,10 +254,10 @@ def reconcile(scan: Scan, rows: Iterable[SacctRow] | None, sacct_status: str = "
             continue
         for _, a in hits:
             matched[id(a)] = r
-        entries.append(_row_entry(r, restart_of[r], hits, cands, now, cpu))
+        entries.append(_row_entry(r, restart_of[r], hits, cands, cpu))
     for run, a in pairs:
         if id(a) not in matched:
-            entries.append(_attempt_entry(run, a, scan, sacct_used, now, cpu))
+            entries.append(_attempt_entry(run, a, sacct_used, cpu))
 
     runs = {k: RunTotals(run, []) for k, run in scan.runs.items()}
     for e in entries:
@@ -260,7 +269,7 @@ def reconcile(scan: Scan, rows: Iterable[SacctRow] | None, sacct_status: str = "
 
 
 def _row_entry(r: SacctRow, restart: int, hits: list[tuple[RunInfo, dict]],
-               cands: list[tuple[RunInfo, dict]], now: float, cpu: bool = False) -> Entry:
+               cands: list[tuple[RunInfo, dict]], cpu: bool = False) -> Entry:
     notes: list[str] = []
     n, key = (r.cpus, "cpus") if cpu else (r.gpus, "gpus")
     slurm_state = SLURM_STATES.get(r.state, r.state.lower())
@@ -332,21 +341,20 @@ def _row_entry(r: SacctRow, restart: int, hits: list[tuple[RunInfo, dict]],
         resume_overhead_s=overhead, notes=notes, files=[a["_file"] for a in atts if "_file" in a])
 
 
-def _attempt_entry(run: RunInfo, a: dict, scan: Scan, sacct_used: bool, now: float, cpu: bool = False) -> Entry:
+def _attempt_entry(run: RunInfo, a: dict, sacct_used: bool, cpu: bool = False) -> Entry:
     notes: list[str] = []
     state = JOB_STATES.get(a.get("state"), a.get("state") or "unknown")
-    end = a.get("end_time")
+    end = _job_end(a)
     where = f"attempt {a['attempt']} of {run.key}"
-    if end is None:
+    if a.get("end_time") is None:
         later = any(b["start_time"] > a["start_time"] for b in run.attempts)
-        end = a.get("heartbeat")
         if later or run.finished:
             state = "killed"
             notes.append(f"{where}: no end record (killed hard); time counted to its last heartbeat, a lower bound")
         else:
             state = "running"
     gpus = (a.get("cpus") or 1) if cpu else (a.get("gpus") or 0)
-    dur = max(0.0, end - a["start_time"]) if end is not None else 0.0
+    dur = _job_duration(a)
     if a.get("executor") == "slurm":
         if sacct_used:
             notes.append(f"{where}: Slurm job {a.get('job_id')} (raw {a.get('slurm_job_id')}) has no sacct row "

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ATTEMPTS_DIR = "attempts"
-CONFIG_FILE = "config.yaml"
-DONE_FILE = "DONE.json"
+from m2rl.runtime.attempts import ATTEMPTS_DIR
+from m2rl.runtime.rundir import CONFIG_FILE, DONE_FILE
+
 RESULTS_FILE = "results.json"
 # Never walked into: checkpoints and TensorBoard logs can hold thousands of files.
 _PRUNE = {"checkpoints", "tb", ATTEMPTS_DIR, "plots", "__pycache__"}
@@ -257,8 +257,8 @@ def scan(exp_dir: str | Path) -> Scan:
                 rec = load_json(p, problems, "attempt record")
                 if rec is None:
                     if problems[-1].kind == "empty":
-                        problems[-1].message += (" (the attempt died between claiming its file and its first"
-                                                 " write, or is being written right now)")
+                        problems[-1].message += (" (m2rl's runtime never publishes an empty record: written by"
+                                                 " an older runtime or another tool, or damaged on disk)")
                     continue
                 why = validate_attempt(rec)
                 if why:

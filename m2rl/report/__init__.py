@@ -114,7 +114,7 @@ def generate(exp_dir: str | Path, out_dir: str | Path | None = None, sacct_sourc
     files["json"] = _write(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if sacct_text:
         files["sacct"] = _write(out / "sacct.psv", sacct_text)
-    return Report(out, files, summary, problems, sum(len(e.notes) for e in led.entries))
+    return Report(out, files, summary, problems, len(led.notes))
 
 
 def _write(path: Path, text: str) -> Path:
@@ -131,7 +131,7 @@ def _document(exp: Path, led: Ledger, comp: analysis.Comparison, results: list[e
     U = led.unit
     doc = Doc(f"{U}-hour report: {exp.name}")
     n_att = sum(len(t.run.attempts) for t in led.runs.values())
-    n_rows = sum(1 for e in led.entries if e.source != "job")
+    n_rows = len(led.slurm_entries)
     doc.p(f"Experiment `{exp}`; generated {fmt_ts(time.time())}. Ledger: {len(led.runs)} runs, {n_att} attempt "
           f"records, {n_rows} Slurm accounting rows. Accounting: {led.sacct_status}.")
     if U != "GPU":
@@ -143,7 +143,7 @@ def _document(exp: Path, led: Ledger, comp: analysis.Comparison, results: list[e
     if not led.sacct_used and any(e.executor == "slurm" for e in led.entries):
         doc.warn(f"Slurm jobs are counted from job-side records only: sacct was not consulted, so {U} time the "
                  "runtime did not see (start-up, a job killed before its first record) is missing.")
-    n_notes = sum(len(e.notes) for e in led.entries)
+    n_notes = len(led.notes)
     if n_notes:
         doc.warn(f"{n_notes} disagreement(s) or gap(s) between Slurm accounting and the job-side records: "
                  "see *Reconciliation*.")
@@ -326,17 +326,16 @@ def _reconciliation_section(doc: Doc, led: Ledger) -> None:
     rows = []
     for t in sorted(led.runs.values(), key=lambda t: t.run.key)[:MAX_ROWS]:
         slurm = [e for e in t.entries if e.source != "job"]
-        job_own = sum(e.job_gpu_s or 0 for e in t.entries)
         diff = (t.gpu_s_slurm - sum(e.job_gpu_s or 0 for e in slurm)) if slurm else None
-        rows.append([t.run.key, len(slurm), f"{t.gpu_s_slurm:,.0f}", f"{job_own:,.0f}", f"{t.gpu_s:,.0f}",
+        rows.append([t.run.key, len(slurm), f"{t.gpu_s_slurm:,.0f}", f"{t.job_gpu_s:,.0f}", f"{t.gpu_s:,.0f}",
                      "" if diff is None else f"{diff:+,.0f}", len(t.notes)])
     un = led.unattributed
     if un:
         rows.append(["unattributed", len(un), f"{sum(e.gpu_s for e in un):,.0f}", "0",
                      f"{sum(e.gpu_s for e in un):,.0f}", "", sum(len(e.notes) for e in un)])
-    rows.append(["**total**", sum(r[1] for r in rows), f"{sum(e.gpu_s for e in led.entries if e.source != 'job'):,.0f}",
+    rows.append(["**total**", sum(r[1] for r in rows), f"{sum(e.gpu_s for e in led.slurm_entries):,.0f}",
                  f"{sum(e.job_gpu_s or 0 for e in led.entries):,.0f}", f"{led.gpu_s:,.0f}", "",
-                 sum(len(e.notes) for e in led.entries)])
+                 len(led.notes)])
     doc.table(["run", "Slurm rows", f"Slurm {U}-s", f"job-side {U}-s", f"counted {U}-s",
                "Slurm - job-side (rows with both)", "notes"], rows,
               caption="Slurm's elapsed time includes start-up before the runtime's first record and teardown "
@@ -392,8 +391,8 @@ def _summary(exp: Path, led: Ledger, comp: analysis.Comparison, results, problem
         "experiment": exp.name, "experiment_dir": str(exp), "generated_at": time.time(),
         "unit": led.unit,  # what every gpu_* figure counts: "GPU", or "CPU" when no job had a GPU
         "sacct": {"status": led.sacct_status, "used": led.sacct_used,
-                  "rows": sum(1 for e in led.entries if e.source != "job"),
-                  "gpu_s": sum(e.gpu_s for e in led.entries if e.source != "job"),
+                  "rows": len(led.slurm_entries),
+                  "gpu_s": sum(e.gpu_s for e in led.slurm_entries),
                   "ignored_rows": len(led.ignored_rows)},
         "gpu_s": led.gpu_s, "gpu_h": led.gpu_s / 3600,
         "arms": {g.name: _group_json(g) for g in [comp.separate_rl, comp.merges, comp.separate, comp.mixed,
@@ -416,5 +415,5 @@ def _summary(exp: Path, led: Ledger, comp: analysis.Comparison, results, problem
         "evals": [{"label": r.label, "model_run": r.model_run, "arm": r.arm, "scores": r.scores,
                    "cost_gpu_s": r.cost_gpu_s} for r in results],
         "problems": [{"path": p.path, "kind": p.kind, "message": p.message} for p in problems],
-        "notes": [n for e in led.entries for n in e.notes],
+        "notes": led.notes,
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 from . import atomic
 
 SCHEMA = 1
+ATTEMPTS_DIR = "attempts"  # <run dir>/attempts/attempt-NNNN.json
 STATES = ("running", "completed", "preempted", "timeout", "failed", "interrupted")
 
 
@@ -78,7 +79,7 @@ def allocated_gpus(configured_per_node: int, nodes: int) -> int:
 
 class AttemptRecorder:
     def __init__(self, run_dir: str | Path, enabled: bool = True):
-        self.dir = Path(run_dir) / "attempts"
+        self.dir = Path(run_dir) / ATTEMPTS_DIR
         self.enabled = enabled
         self.record: Attempt | None = None
         self.path: Path | None = None

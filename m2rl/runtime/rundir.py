@@ -25,8 +25,12 @@ class ConfigMismatch(RuntimeError):
     pass
 
 
+def experiment_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.root).absolute() / cfg.experiment.name
+
+
 def run_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.root).absolute() / cfg.experiment.name / cfg.stage.name / str(cfg.run.name)
+    return experiment_dir(cfg) / cfg.stage.name / str(cfg.run.name)
 
 
 def arm(cfg: DictConfig) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from m2rl.runtime.rundir import experiment_dir
+
 METHODS = ("average", "task_arithmetic", "ties", "dare_ta", "dare_ties", "sce")
 SEMANTICS = ("paper", "mergekit")
 OUT_DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -93,10 +95,6 @@ def validate(cfg) -> None:
 
 def _auto(v: Any) -> bool:
     return isinstance(v, str) and v == AUTO
-
-
-def experiment_dir(cfg) -> Path:
-    return Path(cfg.paths.root).absolute() / cfg.experiment.name
 
 
 def _name_of(path: str) -> str:
