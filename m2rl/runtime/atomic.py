@@ -86,3 +86,17 @@ def directory(final: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_leftovers(final: str | os.PathLike) -> list[Path]:
+    """Remove the temp dirs (`directory`) and replaced dirs (`publish_dir`) that a killed
+    writer of `final` left beside it; returns them. Only for a writer that knows no other
+    writer of `final` is running."""
+    final = Path(final)
+    gone = []
+    if final.parent.is_dir():
+        for pattern in (f".{final.name}.tmp-*", f".{final.name}.old-*"):
+            for p in final.parent.glob(pattern):
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(p)
+    return gone

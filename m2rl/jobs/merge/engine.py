@@ -292,7 +292,8 @@ class Merger:
         """Merge into `out_dir` (published atomically); returns a summary."""
         t0 = time.time()
         out_dir = Path(out_dir).absolute()
-        _remove_stale_temps(out_dir)
+        for p in atomic.remove_leftovers(out_dir):
+            log.info("removed %s, left by an interrupted merge", p)
         if self.r.trim == "global":
             self._global_thresholds()
         plan = [OutTensor(t.name, self._out_code(t), t.shape) for t in self.plan]
@@ -359,11 +360,3 @@ def _at_least(value: float):
     v = torch.tensor(value, dtype=torch.float32)
     return lambda x: x >= v
 
-
-def _remove_stale_temps(out_dir: Path) -> None:
-    """Temp dirs an earlier, killed attempt left beside the output."""
-    if out_dir.parent.is_dir():
-        for pattern in (f".{out_dir.name}.tmp-*", f".{out_dir.name}.old-*"):  # see m2rl.runtime.atomic
-            for p in out_dir.parent.glob(pattern):
-                shutil.rmtree(p, ignore_errors=True)
-                log.info("removed %s, left by an interrupted merge", p)

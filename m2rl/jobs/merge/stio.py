@@ -54,7 +54,7 @@ class TensorInfo:
 
     @property
     def itemsize(self) -> int:
-        return torch.empty((), dtype=DTYPES[self.dtype]).element_size()
+        return DTYPES[self.dtype].itemsize
 
     @property
     def is_float(self) -> bool:
@@ -168,7 +168,7 @@ class OutTensor:
 
     @property
     def nbytes(self) -> int:
-        n = torch.empty((), dtype=DTYPES[self.dtype]).element_size()
+        n = DTYPES[self.dtype].itemsize
         for s in self.shape:
             n *= s
         return n
