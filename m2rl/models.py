@@ -220,7 +220,8 @@ def load_tokenizer(path: str | Path, padding_side: str = "left"):
     return tokenizer
 
 
-def _embedding_keys(model) -> tuple[str, str | None]:
+def embedding_keys(model) -> tuple[str, str | None]:
+    """The state-dict keys of the input embedding and of the output head (None without one)."""
     inp, out = model.get_input_embeddings(), model.get_output_embeddings()
     names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
     return names[id(inp)] + ".weight", (names[id(out)] + ".weight") if out is not None else None
@@ -236,7 +237,7 @@ def export_hf(model, tokenizer, out_dir: str | Path, state_dict: dict | None = N
     import torch
 
     sd = dict(state_dict if state_dict is not None else model.state_dict())
-    emb_key, head_key = _embedding_keys(model)
+    emb_key, head_key = embedding_keys(model)
     if head_key is not None and model.config.get_text_config().tie_word_embeddings:
         head = sd.pop(head_key, None)
         if head is not None and not torch.equal(head.to(sd[emb_key].device), sd[emb_key]):

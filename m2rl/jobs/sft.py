@@ -111,7 +111,7 @@ def evaluate(engine, rows, micro: int, pad_id: int) -> float:
     import torch.distributed as td
 
     from m2rl.train.batches import collate
-    from m2rl.train.distributed import all_reduce_sum, device
+    from m2rl.train.distributed import all_reduce, device
     from m2rl.train.loss import nll_sum
 
     world = td.get_world_size() if td.is_initialized() else 1
@@ -127,7 +127,7 @@ def evaluate(engine, rows, micro: int, pad_id: int) -> float:
             if mine:
                 total, count = total + float(loss), count + n
     engine.train()
-    total, count = all_reduce_sum([total, count])
+    total, count = all_reduce([total, count])
     return total / max(count, 1)
 
 
@@ -138,11 +138,11 @@ def run(ctx: JobContext) -> dict:
     from m2rl.models import load_model, load_tokenizer
     from m2rl.train.batches import StepSampler, collate
     from m2rl.train.checkpoint import load_engine, save_engine
-    from m2rl.train.distributed import all_reduce_sum, device, init_distributed
+    from m2rl.train.distributed import all_reduce, device, init_distributed
     from m2rl.train.engine import build_engine, current_lr, grad_norm
     from m2rl.train.export import export_hf
     from m2rl.train.loss import nll_sum
-    from m2rl.train.progress import Throughput, TrainLogger
+    from m2rl.train.progress import TrainLogger
 
     cfg, s = ctx.cfg, ctx.cfg.sft
     seed = int(cfg.experiment.seed)
@@ -183,35 +183,34 @@ def run(ctx: JobContext) -> dict:
     def save(d: Path) -> None:
         save_engine(engine, d, {"step": step, "sampler": sampler.state_dict(), "history": history})
 
-    meter = Throughput()
     loss = float("nan")
     train_s, train_tokens = 0.0, 0  # this attempt's training loop (no eval, no checkpoint writes)
     while step < total_steps:
         t0 = time.perf_counter()
-        every_rank = sampler.step_rows()
+        every_rank = sampler.advance()
         step_rows = [i for r in every_rank for mb in r for i in mb]
         targets = sum(train_rows[i].n_targets for i in step_rows)
         tokens = sum(len(train_rows[i]) for i in step_rows)
         scale = env.world_size * e.grad_accum / max(targets, 1)
         lr = current_lr(engine)  # the rate this step uses (the scheduler moves on at its end)
         loss_sum = 0.0
-        for micro in sampler.next_step():
+        for micro in every_rank[env.rank]:
             batch = {k: v.to(dev) for k, v in collate([train_rows[i] for i in micro], pad_id, s.packing).items()}
             part, _ = nll_sum(engine, batch)
             engine.backward(part * scale)
             engine.step()
             loss_sum += float(part.detach())
         step += 1
-        loss = all_reduce_sum([loss_sum])[0] / max(targets, 1)
+        loss = all_reduce([loss_sum])[0] / max(targets, 1)
+        dt = time.perf_counter() - t0
         scalars = {"loss": loss, "lr": lr, "grad_norm": grad_norm(engine),
-                   "tokens_per_s": meter.rate(tokens), "epoch": sampler.epoch}
+                   "tokens_per_s": tokens / dt if dt > 0 else 0.0, "epoch": sampler.epoch}
         logger.log(step, scalars)
         train_s, train_tokens = train_s + time.perf_counter() - t0, train_tokens + tokens
         history["last_loss"] = loss
         if s.eval_every and step % s.eval_every == 0 and step < total_steps:
             logger.log(step, {"loss": evaluate(engine, eval_rows, e.micro_batch_size, pad_id)}, section="eval")
         ctx.boundary(step, save)
-        meter.reset()  # a checkpoint save is not training time
 
     eval_loss = evaluate(engine, eval_rows, e.micro_batch_size, pad_id)
     logger.log(step, {"loss": eval_loss}, section="eval")

@@ -6,7 +6,7 @@
     save_engine / load_engine     the engine's state (+ client state, per-rank RNG) in a
                                   runtime checkpoint dir (`ctx.save(step, fn)`)
     gather_state_dict / export_hf full weights out of ZeRO-3; HF export (rank 0, atomic)
-    TrainLogger, Throughput       TensorBoard scalars, progress bar / log lines
+    TrainLogger                   TensorBoard scalars, progress bar / log lines
     batches, loss                 chat tokenization with assistant-only labels, packing,
                                   a resumable rank-sharded step sampler; token losses
 
@@ -20,14 +20,14 @@ import importlib
 from m2rl.train.config import EngineConfig, OptimConfig, SFTConfig
 
 _LAZY = {
-    "init_distributed": "distributed", "all_reduce_sum": "distributed", "device": "distributed",
+    "init_distributed": "distributed", "all_reduce": "distributed", "device": "distributed",
     "destroy": "distributed",
     "build_engine": "engine", "EngineInfo": "engine", "current_lr": "engine", "grad_norm": "engine",
     "save_engine": "checkpoint", "load_engine": "checkpoint",
     "gather_state_dict": "export", "export_hf": "export",
-    "TrainLogger": "progress", "Throughput": "progress",
+    "TrainLogger": "progress",
     "StepSampler": "batches", "tokenize_chat": "batches", "prompt_ids": "batches", "pack": "batches",
-    "collate": "batches", "nll_sum": "loss", "token_logprobs": "loss", "forward_logits": "loss",
+    "collate": "batches", "nll_sum": "loss", "forward_logits": "loss",
 }
 
 __all__ = ["EngineConfig", "OptimConfig", "SFTConfig", *_LAZY]

@@ -9,6 +9,7 @@ turns into a block-diagonal causal mask (no attention across samples).
 """
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -25,8 +26,8 @@ class Example:
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    @property
-    def n_targets(self) -> int:
+    @functools.cached_property
+    def n_targets(self) -> int:  # rows are built once; counted once (the step loop asks every step)
         return sum(1 for t in self.labels if t != IGNORE)
 
 
@@ -118,10 +119,11 @@ class StepSampler:
             self._perm = (epoch, order)
         return self._perm[1][pos]
 
-    def step_rows(self, consumed: int | None = None) -> list[list[list[int]]]:
-        """Every rank's micro-batches for the step starting at `consumed`:
-        [rank][micro-batch] -> row indices."""
-        start = self.consumed if consumed is None else consumed
+    def advance(self) -> list[list[list[int]]]:
+        """Every rank's micro-batches for the next step, [rank][micro-batch] -> row indices;
+        advances the position."""
+        start = self.consumed
+        self.consumed += self.global_batch
         out = []
         for r in range(self.world):
             out.append([[self._row(start + (k * self.world + r) * self.micro + j) for j in range(self.micro)]
@@ -130,9 +132,7 @@ class StepSampler:
 
     def next_step(self) -> list[list[int]]:
         """This rank's micro-batches for the next step; advances the position."""
-        rows = self.step_rows()[self.rank]
-        self.consumed += self.global_batch
-        return rows
+        return self.advance()[self.rank]
 
     def state_dict(self) -> dict:
         return {"consumed": self.consumed, "n_rows": self.n, "seed": self.seed, "global_batch": self.global_batch}

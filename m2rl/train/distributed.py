@@ -129,13 +129,14 @@ def destroy() -> None:
     groups.mpu = None
 
 
-def all_reduce_sum(values: list[float]) -> list[float]:
-    """Sum a few numbers over every process (a no-op in one process)."""
+def all_reduce(values: list[float], op: str = "sum") -> list[float]:
+    """Sum (op="sum") or maximize (op="max") a few numbers over every process (a no-op in
+    one process)."""
     import torch
     import torch.distributed as td
 
     if not td.is_initialized() or td.get_world_size() == 1:
         return list(values)
     t = torch.tensor(values, dtype=torch.float64)  # a CPU tensor: gloo (see init_distributed)
-    td.all_reduce(t)
+    td.all_reduce(t, op={"sum": td.ReduceOp.SUM, "max": td.ReduceOp.MAX}[op])
     return t.tolist()

@@ -12,12 +12,6 @@ def forward_logits(model, batch: dict) -> torch.Tensor:
     return model(**kwargs, use_cache=False).logits
 
 
-def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """log p(token t | tokens < t) for t >= 1: shape [batch, seq - 1], in fp32."""
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    return logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-
-
 def nll_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
     """(summed negative log-likelihood of the labelled tokens, how many there are)."""
     logits = forward_logits(model, batch)

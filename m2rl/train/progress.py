@@ -5,25 +5,9 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
-import time
 from pathlib import Path
 
 log = logging.getLogger("m2rl.train")
-
-
-class Throughput:
-    """Tokens per second between calls (over all processes when given global counts)."""
-
-    def __init__(self) -> None:
-        self._t = time.perf_counter()
-
-    def rate(self, tokens: float) -> float:
-        now = time.perf_counter()
-        dt, self._t = now - self._t, now
-        return tokens / dt if dt > 0 else 0.0
-
-    def reset(self) -> None:
-        self._t = time.perf_counter()
 
 
 class TrainLogger:

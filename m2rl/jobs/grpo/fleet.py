@@ -72,11 +72,6 @@ class RemoteFleet:
     def nccl_end(self, version: int) -> list[float]:
         return [self.ch.reply(w, ("load", version))["seconds"] for w in range(self.n)]
 
-    def checksum(self) -> list[float]:
-        for w in range(self.n):
-            self.ch.send(w, {"op": "checksum"}, "checksum")
-        return [self.ch.reply(w, "checksum")["value"] for w in range(self.n)]
-
     def close(self, final: dict | None = None) -> None:
         self.ch.close(final)
 
@@ -102,9 +97,6 @@ class LocalFleet:
 
     def push_bytes(self, version: int, blob: bytes) -> list[float]:
         return [self.worker.handle({"op": "load_bytes", "blob": blob, "version": version})["seconds"]]
-
-    def checksum(self) -> list[float]:
-        return [self.worker.handle({"op": "checksum"})["value"]]
 
     def close(self, final: dict | None = None) -> None:
         self.worker.close()

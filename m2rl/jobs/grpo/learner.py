@@ -91,7 +91,6 @@ class Learner:
         self.device = self.engine.device
         if self.ref is not None:
             self.ref.to(self.device, dtype=next(self.engine.module.parameters()).dtype)
-        self.micro_batch_size = mbs
 
     @property
     def module(self):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import time
 from pathlib import Path
@@ -48,14 +47,6 @@ def max_model_len(path: str, gcfg) -> int:
     return min(want, int(text.get("max_position_embeddings") or want))
 
 
-def gpu_count() -> int:
-    vis = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if vis is not None:
-        return len([v for v in vis.split(",") if v.strip()])
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
 
 class PromptSampler:
     """Prompts of step k: positions [k*B, (k+1)*B) of an endless stream of per-epoch
@@ -85,7 +76,7 @@ class PromptSampler:
 def run(ctx: JobContext) -> dict:
     g = ctx.cfg.grpo
     env = ctx.dist
-    plan = R.plan(env.world_size, env.num_nodes, gpu_count(), int(g.rollout_workers), int(g.tensor_parallel_size))
+    plan = R.plan(env.world_size, env.num_nodes, len(R.visible_gpus()), int(g.rollout_workers), int(g.tensor_parallel_size))
     role = plan[env.rank]
     log.info("GRPO task %d/%d: %s %d (%d learners, %d rollout workers, GPUs %s)", env.rank, env.world_size,
              role.kind, role.index, role.learners, role.rollouts, list(role.gpus) or "none")
@@ -150,7 +141,7 @@ def _weight_sync_method(cfg, plan: list[R.Role], num_nodes: int) -> str:
     if plan[0].kind == "colocated" or not plan[0].gpus:
         return "bytes"
     first = plan[0]
-    separate = R.separate_gpus(len(plan), num_nodes, gpu_count(), first.rollouts, int(g.tensor_parallel_size))
+    separate = R.separate_gpus(len(plan), num_nodes, len(R.visible_gpus()), first.rollouts, int(g.tensor_parallel_size))
     if g.weight_sync == "nccl" and not separate:
         raise RuntimeError("grpo.weight_sync=nccl needs engines on GPUs of their own (NCCL refuses two ranks "
                            "on one GPU): give the job more GPUs, or use weight_sync=auto")
@@ -175,13 +166,13 @@ class Driver:
         self._eval = None
         if int(self.g.eval_prompts) > 0:
             rows = load_rl_dataset(cfg.domain.name, data, "eval")
-            self._eval = [rows[i] for i in range(min(len(rows), int(self.g.eval_prompts)))]
+            self._eval = [self.request(rows[i]) for i in range(min(len(rows), int(self.g.eval_prompts)))]
 
     def request(self, row: dict) -> dict:
         from m2rl.data.schema import to_sample
         from m2rl.train.batches import prompt_ids
 
-        sample = to_sample(dict(row))
+        sample = to_sample(row)
         ids = prompt_ids(self.tokenizer, sample["messages"])[-int(self.g.max_prompt_tokens):]
         meta = {k: sample[k] for k in ("id", "domain", "reward_spec") if k in sample}
         return {"prompt_ids": ids, "sample": meta}
@@ -198,7 +189,7 @@ class Driver:
         from m2rl.jobs.grpo.metrics import rollout_metrics
         from m2rl.jobs.grpo.rollout import request_seeds, sampling_spec
 
-        reqs = [self.request(r) for r in self._eval]
+        reqs = self._eval
         self.fleet.submit(("eval", step), reqs, sampling_spec(self.g, evaluation=True),
                           request_seeds(self.seed + 1, 0, len(reqs)))
         gen = self.fleet.collect(("eval", step))
@@ -235,23 +226,20 @@ def _mini_sizes(items: list[dict], learners: int, mini_batches: int) -> tuple[li
 def _reduce_stats(stats: dict[str, float]) -> dict[str, float]:
     """Sum the loss statistics over learners (max/min for *_max/*_min; lr and grad norm
     are the same everywhere)."""
-    import torch
     import torch.distributed as td
 
     if not td.is_initialized() or td.get_world_size() == 1:
         return stats
-    from m2rl.train.distributed import all_reduce_sum, device
+    from m2rl.train.distributed import all_reduce
 
     keys = sorted(stats)
     sums = [k for k in keys if not k.endswith(("_max", "_min")) and k not in ("lr", "grad_norm")]
     out = dict(stats)
-    out.update(zip(sums, all_reduce_sum([stats[k] for k in sums])))
+    out.update(zip(sums, all_reduce([stats[k] for k in sums])))
     ext = [k for k in keys if k.endswith(("_max", "_min"))]
     if ext:
-        dev = device() if td.get_backend() == "nccl" else torch.device("cpu")
-        t = torch.tensor([stats[k] if k.endswith("_max") else -stats[k] for k in ext], dtype=torch.float64, device=dev)
-        td.all_reduce(t, op=td.ReduceOp.MAX)
-        out.update({k: (v if k.endswith("_max") else -v) for k, v in zip(ext, t.tolist())})
+        top = all_reduce([stats[k] if k.endswith("_max") else -stats[k] for k in ext], op="max")
+        out.update({k: (v if k.endswith("_max") else -v) for k, v in zip(ext, top)})
     return out
 
 
@@ -309,13 +297,13 @@ def _learn(ctx: JobContext, role: R.Role, plan: list[R.Role], rdzv: R.Rendezvous
     if method == "nccl":
         n_ranks = 1 + role.rollouts * int(g.tensor_parallel_size)
         nccl = BroadcastSender(rdzv.host, rdzv.nccl_port, n_ranks, role.is_driver)
+        bucket_plan = nccl.plan(learner.engine)  # names, dtypes and shapes: fixed for the run
         if fleet is not None:
             fleet.nccl_init(rdzv.host, rdzv.nccl_port, int(g.tensor_parallel_size))
 
     def push(version: int) -> list[float]:
         """The learners' current weights onto every engine (collective over learners)."""
         if method == "nccl":
-            bucket_plan = nccl.plan(learner.engine)
             if fleet is not None:
                 fleet.nccl_begin(version, bucket_plan)
             nccl.send(learner.engine, bucket_plan)

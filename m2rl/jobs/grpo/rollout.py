@@ -110,9 +110,6 @@ class RolloutEngine:
         self.llm.collective_rpc("m2rl_nccl_recv", args=(plan,))
         self.llm.reset_prefix_cache()
 
-    def checksum(self) -> float:
-        return float(self.llm.collective_rpc("m2rl_checksum")[0])
-
 
 class RolloutWorker:
     """An engine plus a reward scorer, answering the driver's messages."""
@@ -122,7 +119,6 @@ class RolloutWorker:
 
         self.engine = engine
         self.scorer = Scorer(workers=int(gcfg.reward_workers), config=RewardConfig(require_think=bool(gcfg.require_think)))
-        self.busy_s = 0.0  # time spent working since the last report
 
     def start_verifiers(self) -> None:
         """Start the verifier processes now (the scorer would start them lazily)."""
@@ -146,8 +142,6 @@ class RolloutWorker:
         elif op == "nccl_recv":
             self.engine.nccl_recv(msg["plan"])
             out = {"op": "loaded", "version": msg["version"]}
-        elif op == "checksum":
-            out = {"op": "checksum", "value": self.engine.checksum()}
         else:
             raise ValueError(f"unknown rollout op {op!r}")
         out["seconds"] = time.perf_counter() - t0

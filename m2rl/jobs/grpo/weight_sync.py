@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 
 from m2rl.jobs.grpo.worker_ext import broadcast, bucket_plan
-
-
-def _module(model):
-    return getattr(model, "module", model)
+from m2rl.models import embedding_keys
+from m2rl.train.export import gather_state_dict, is_zero3, unwrap
 
 
 def tied_head(module) -> tuple[str, str] | None:
@@ -28,12 +26,8 @@ def tied_head(module) -> tuple[str, str] | None:
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     if not getattr(text, "tie_word_embeddings", False):
         return None
-    out = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
-    inp = module.get_input_embeddings() if hasattr(module, "get_input_embeddings") else None
-    if out is None or inp is None:
-        return None
-    names = {id(m): n for n, m in module.named_modules(remove_duplicate=False)}
-    return names[id(out)] + ".weight", names[id(inp)] + ".weight"
+    emb, head = embedding_keys(module)
+    return (head, emb) if head is not None else None
 
 
 def complete_state_dict(module, sd: dict) -> dict:
@@ -57,18 +51,16 @@ def state_dict_bytes(model) -> bytes | None:
     """The full weights as safetensors bytes on learner 0, None on other learners. Collective."""
     from safetensors.torch import save
 
-    from m2rl.train.export import gather_state_dict
-
     sd = gather_state_dict(model)
     if sd is None:
         return None
-    return save({k: v.cpu() for k, v in complete_state_dict(_module(model), sd).items()})
+    return save({k: v.cpu() for k, v in complete_state_dict(unwrap(model), sd).items()})
 
 
 def param_meta(model) -> list[tuple[str, str, tuple[int, ...]]]:
     """(name, dtype, full shape) of every parameter to send, in a fixed order (plus the
     tied head). ZeRO-3 partitions report their full shape in `ds_shape`."""
-    module = _module(model)
+    module = unwrap(model)
     meta = [(n, str(p.dtype).removeprefix("torch."), tuple(getattr(p, "ds_shape", p.shape)))
             for n, p in module.named_parameters()]
     tie = tied_head(module)
@@ -84,7 +76,6 @@ class BroadcastSender:
 
     def __init__(self, host: str, port: int, world_size: int, is_root: bool, backend: str = "nccl"):
         self.pg = None
-        self.world_size = world_size
         if is_root:
             from m2rl.jobs.grpo.worker_ext import weight_group
 
@@ -97,9 +88,7 @@ class BroadcastSender:
         """Broadcast every bucket. Collective over learners under ZeRO-3."""
         import torch
 
-        from m2rl.train.export import is_zero3
-
-        module = _module(model)
+        module = unwrap(model)
         params = dict(module.named_parameters())
         tie = tied_head(module)
         for bucket in plan:
