@@ -89,8 +89,20 @@ def slurm_cluster():
     return True
 
 
-def sacct_rows(job_id: str) -> list[dict]:
+def sacct_rows(job_id: str, at_least: int = 0, timeout: float = 60) -> list[dict]:
+    """`sacct -D -X` rows of a job. slurmdbd records a job's runs (an array's tasks, a
+    requeued job's earlier runs) a moment after they end: with `at_least`, poll until that
+    many rows are there (or the timeout), then return what sacct has."""
     fields = "JobID,JobIDRaw,State,ElapsedRaw,AllocTRES,Partition"
-    out = subprocess.run(["sacct", "-D", "-X", "-P", "-n", "-S", "now-1days", "-j", job_id, f"--format={fields}"],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    return [dict(zip(fields.split(","), line.split("|"))) for line in out.splitlines() if line.strip()]
+
+    def query() -> list[dict]:
+        out = subprocess.run(["sacct", "-D", "-X", "-P", "-n", "-S", "now-1days", "-j", job_id,
+                              f"--format={fields}"], capture_output=True, text=True, timeout=60, check=True).stdout
+        return [dict(zip(fields.split(","), line.split("|"))) for line in out.splitlines() if line.strip()]
+
+    end = time.time() + timeout
+    rows = query()
+    while len(rows) < at_least and time.time() < end:
+        time.sleep(1)
+        rows = query()
+    return rows
