@@ -1,9 +1,10 @@
-"""The typed config of every m2rl run, and its validation.
+"""The sections every m2rl run shares (stage, domain, experiment, paths, run, cluster,
+model, data) and their validation. Knows no stage: each stage owns a section of its own,
+which m2rl.jobs adds to `SharedConfig` to build the full schema (`m2rl.jobs.schema()`),
+and validates after `validate()` here.
 
-Hydra composes `configs/` on top of the `M2RLConfig` schema registered here, so a
-misspelt key or a wrong type fails at composition; `validate()` adds the checks a type
-cannot express. Each job kind owns one section (`toy`, `sft`, `grpo`, ...); `stage.name`
-chooses which body runs.
+Hydra composes `configs/` on top of that schema, so a misspelt key or a wrong type fails
+at composition; `validate()` adds the checks a type cannot express.
 """
 from __future__ import annotations
 
@@ -15,23 +16,11 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from m2rl.data.config import DataConfig
+from m2rl.errors import ConfigError
 from m2rl.models import ModelConfig
 
-from m2rl.train.config import SFTConfig
-from m2rl.jobs.merge.config import MergeConfig
-from m2rl.jobs.grpo.config import GRPOConfig
-
 DOMAINS = ("math", "code", "science", "if", "multi")
-STAGES = ("toy", "sft", "grpo", "merge", "opd", "eval", "report")
 CLUSTERS = ("local", "slurm")
-
-
-class ConfigError(ValueError):
-    """A bad config value, with the field it is in and how to fix it."""
-
-    def __init__(self, field: str, problem: str, fix: str):
-        self.field, self.problem, self.fix = field, problem, fix
-        super().__init__(f"config error in `{field}`: {problem}\n  fix: {fix}")
 
 
 @dataclass
@@ -85,39 +74,17 @@ class ClusterConfig:
 
 
 @dataclass
-class ToyConfig:
-    """The stand-in body: a tiny torch regression trained for `steps` seeded steps."""
+class SharedConfig:
+    """What every run has; m2rl.jobs.schema() adds a section per stage."""
 
-    steps: int = 40
-    batch_size: int = 16
-    hidden: int = 32
-    lr: float = 0.01
-    n_samples: int = 512
-    step_sleep_s: float = 0.0  # to make steps last, for preemption tests
-    fail_at_step: int = -1  # raise at this step (crash tests)
-    save_sleep_s: float = 0.0  # pause halfway through writing a checkpoint (kill tests)
-
-
-@dataclass
-class M2RLConfig:
     stage: StageConfig = field(default_factory=StageConfig)
     domain: DomainConfig = field(default_factory=DomainConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     run: RunConfig = field(default_factory=RunConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    toy: ToyConfig = field(default_factory=ToyConfig)
-    merge: MergeConfig = field(default_factory=MergeConfig)
-    sft: SFTConfig = field(default_factory=SFTConfig)
-    grpo: GRPOConfig = field(default_factory=GRPOConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-
-
-def register() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name="m2rl_schema", node=M2RLConfig)
 
 
 def _check(ok: bool, field: str, problem: str, fix: str) -> None:
@@ -126,9 +93,8 @@ def _check(ok: bool, field: str, problem: str, fix: str) -> None:
 
 
 def validate(cfg: DictConfig, check_cluster: bool = True) -> None:
-    """Raise ConfigError for the first bad field. Needs no cluster unless check_cluster."""
-    _check(cfg.stage.name in STAGES, "stage.name", f"unknown stage {cfg.stage.name!r}",
-           f"use one of {', '.join(STAGES)} (e.g. stage=grpo)")
+    """Raise ConfigError for the first bad field of the shared sections (m2rl.jobs.validate
+    adds the stage's own). Needs no cluster unless check_cluster."""
     _check(cfg.domain.name in DOMAINS, "domain.name", f"unknown domain {cfg.domain.name!r}",
            f"use one of {', '.join(DOMAINS)} (e.g. domain=math)")
     if cfg.data.mix is not None:
@@ -161,11 +127,6 @@ def validate(cfg: DictConfig, check_cluster: bool = True) -> None:
                "add cluster.partition=<name> (see `sinfo -s` for the partitions you may use)")
         if check_cluster:
             check_slurm_reachable()
-    section = cfg.get(cfg.stage.name)
-    if section is not None and hasattr(section, "keys"):
-        from m2rl.jobs import validate_stage
-
-        validate_stage(cfg)
 
 
 def check_slurm_reachable() -> None:

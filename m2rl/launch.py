@@ -13,21 +13,20 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from m2rl import config as m2config
-from m2rl.runtime import rundir
+from m2rl import jobs
+from m2rl.errors import ConfigError, ConfigMismatch
 
-m2config.register()
+jobs.register()
 CONFIG_PATH = str((__import__("pathlib").Path(__file__).parent.parent / "configs").resolve())
 
 
 def run_task(cfg: DictConfig) -> dict:
     """What each job executes (in this process, or inside a submitit job)."""
-    from m2rl.jobs import body_module
     from m2rl.runtime import run_job
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    m2config.validate(cfg, check_cluster=False)
-    return run_job(cfg, body_module(cfg.stage.name).run)
+    stage = jobs.validate(cfg, check_cluster=False)
+    return run_job(cfg, stage.run, stage.mutable)
 
 
 def check_group_choices(argv: list[str]) -> None:
@@ -42,7 +41,7 @@ def check_group_choices(argv: list[str]) -> None:
         choices = sorted(p.stem for p in group.glob("*.yaml"))
         for v in value.split(","):
             if v and v not in choices:
-                fail(m2config.ConfigError(key, f"unknown {key} {v!r}", f"use one of {', '.join(choices)} "
+                fail(ConfigError(key, f"unknown {key} {v!r}", f"use one of {', '.join(choices)} "
                                           f"(e.g. {key}={choices[0]}), or add configs/{key}/{v}.yaml"))
 
 
@@ -55,7 +54,7 @@ def fail(err: Exception) -> None:
 def main(cfg: DictConfig) -> dict | None:
     try:
         return run_task(cfg)
-    except (m2config.ConfigError, rundir.ConfigMismatch) as err:
+    except (ConfigError, ConfigMismatch) as err:
         fail(err)
 
 

@@ -102,7 +102,7 @@ def prepare_model(cfg: ModelConfig, cache_dir: Path | None = None) -> Path | str
         fcntl.flock(lock, fcntl.LOCK_EX)  # other ranks wait here, then find it built
         if not (out / "config.json").exists():
             model, tokenizer = build_tiny(cfg) if cfg.source == "tiny" else load_gguf(cfg)
-            export_hf(model, tokenizer, out)
+            write_hf(model, tokenizer, out)
     return out
 
 
@@ -227,7 +227,7 @@ def embedding_keys(model) -> tuple[str, str | None]:
     return names[id(inp)] + ".weight", (names[id(out)] + ".weight") if out is not None else None
 
 
-def export_hf(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> Path:
+def write_hf(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> Path:
     """Save `model` (or `state_dict` for its architecture, e.g. gathered from ZeRO-3) with
     the tokenizer as a safetensors HF directory, replacing `out_dir` atomically.
 

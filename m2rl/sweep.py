@@ -11,24 +11,25 @@ from typing import Sequence
 
 from omegaconf import DictConfig
 
-from m2rl import config as m2config
+from m2rl import jobs
+from m2rl.errors import ConfigError
 from m2rl.runtime import rundir
 
 log = logging.getLogger("m2rl.sweep")
 
 
-def plan(configs: Sequence[DictConfig], check_cluster: bool) -> list[int]:
+def jobs_to_submit(configs: Sequence[DictConfig], check_cluster: bool) -> list[int]:
     """Indices of the jobs to submit. Raises ConfigError / ConfigMismatch."""
     seen: dict[str, int] = {}
     keep = []
     for i, cfg in enumerate(configs):
-        m2config.validate(cfg, check_cluster=check_cluster and i == 0)
+        stage = jobs.validate(cfg, check_cluster=check_cluster and i == 0)
         path = str(rundir.run_dir(cfg))
         if path in seen:
-            raise m2config.ConfigError("run.name", f"jobs {seen[path]} and {i} of this sweep share the run dir {path}",
-                                       "sweep over a key that is part of the run dir (stage, domain, run.name)")
+            raise ConfigError("run.name", f"jobs {seen[path]} and {i} of this sweep share the run dir {path}",
+                              "sweep over a key that is part of the run dir (stage, domain, run.name)")
         seen[path] = i
-        state = rundir.inspect(cfg)
+        state = rundir.inspect(cfg, stage.mutable)
         if state.done:
             log.info("skip (finished): %s", state.path)
         else:

@@ -28,8 +28,8 @@ import os, sys, json
 import torch
 from omegaconf import OmegaConf
 from m2rl.jobs.grpo.config import GRPOConfig
-from m2rl.jobs.grpo.learner import Learner
-from m2rl.jobs.grpo.weight_sync import BroadcastSender, param_meta, state_dict_bytes
+from m2rl.rl.learner import Learner
+from m2rl.weightsync.sender import BroadcastSender, param_meta, state_dict_bytes
 from m2rl.models import ModelConfig, prepare_model
 from m2rl.runtime.dist import any_rank
 from m2rl.train.distributed import init_distributed
@@ -41,7 +41,7 @@ path = prepare_model(ModelConfig())
 learner = Learner(str(path), g, total_steps=2, seqs_per_rank=4, pad_id=0)
 blob = state_dict_bytes(learner.engine)
 meta = param_meta(learner.engine)
-plan = BroadcastSender(None, 0, 1, False).plan(learner.engine, bucket_mb=1)
+plan = BroadcastSender(None, 0, 1, False).bucket_plan(learner.engine, bucket_mb=1)
 out = {"precision": learner.info.precision, "any_rank": any_rank(True), "plan": sum(len(b) for b in plan)}
 if blob is not None:
     sd = load(blob)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from m2rl.jobs.grpo import loss as L
-from m2rl.jobs.grpo.roles import Role, RoleError, plan, separate_gpus
+from m2rl.rl import loss as L
+from m2rl.errors import RoleError
+from m2rl.roles import Role, role_plan, separate_gpus
 
 
 def test_group_advantages_grpo_and_drgrpo_by_hand():
@@ -89,35 +90,35 @@ def test_token_logprobs_and_entropy_match_softmax():
 
 
 def test_roles_single_node_split_and_gpus():
-    assert plan(1, 1, 0, 1, 1) == [Role("colocated", 0, 1, 0, ())]
-    assert [r.kind for r in plan(2, 1, 0, 1, 1)] == ["learner", "rollout"]
-    roles = plan(6, 1, 8, 2, 2)  # 4 learners on GPUs 0-3, two TP=2 engines on 4-5 and 6-7
+    assert role_plan(1, 1, 0, 1, 1) == [Role("colocated", 0, 1, 0, ())]
+    assert [r.kind for r in role_plan(2, 1, 0, 1, 1)] == ["learner", "rollout"]
+    roles = role_plan(6, 1, 8, 2, 2)  # 4 learners on GPUs 0-3, two TP=2 engines on 4-5 and 6-7
     assert [(r.kind, r.index, r.gpus) for r in roles] == [
         ("learner", 0, (0,)), ("learner", 1, (1,)), ("learner", 2, (2,)), ("learner", 3, (3,)),
         ("rollout", 0, (4, 5)), ("rollout", 1, (6, 7))]
     assert roles[0].is_driver and not roles[1].is_driver and roles[4].has_engine
-    shared = plan(2, 1, 1, 1, 1)  # one GPU: learner and engine share it
+    shared = role_plan(2, 1, 1, 1, 1)  # one GPU: learner and engine share it
     assert [r.gpus for r in shared] == [(0,), (0,)]
     assert separate_gpus(6, 1, 8, 2, 2) and not separate_gpus(8, 1, 8, 2, 2) and not separate_gpus(2, 1, 1, 1, 1) and not separate_gpus(2, 1, 0, 1, 1)
     with pytest.raises(RoleError):
-        plan(2, 1, 0, 2, 1)  # no learner left
+        role_plan(2, 1, 0, 2, 1)  # no learner left
     with pytest.raises(RoleError):
-        plan(4, 1, 2, 1, 4)  # TP wider than a node
+        role_plan(4, 1, 2, 1, 4)  # TP wider than a node
 
 
 def test_roles_multi_node_split_by_node():
-    roles = plan(16, 2, 8, 4, 2)  # node 0: 8 learners; node 1: 4 TP=2 engines, 4 idle tasks
+    roles = role_plan(16, 2, 8, 4, 2)  # node 0: 8 learners; node 1: 4 TP=2 engines, 4 idle tasks
     assert [r.kind for r in roles[:8]] == ["learner"] * 8 and roles[7].gpus == (7,)
     assert [(r.kind, r.index, r.gpus) for r in roles[8:12]] == [
         ("rollout", 0, (0, 1)), ("rollout", 1, (2, 3)), ("rollout", 2, (4, 5)), ("rollout", 3, (6, 7))]
     assert [r.kind for r in roles[12:]] == ["idle"] * 4
     assert roles[0].learners == 8 and roles[0].rollouts == 4 and separate_gpus(16, 2, 8, 4, 2)
     with pytest.raises(RoleError):
-        plan(16, 2, 8, 16, 1)  # engines would need both nodes
+        role_plan(16, 2, 8, 16, 1)  # engines would need both nodes
 
 
 def test_prompt_sampler_is_a_function_of_the_step():
-    from m2rl.jobs.grpo.loop import PromptSampler
+    from m2rl.rl.sampler import PromptSampler
 
     a, b = PromptSampler(10, 4, seed=3), PromptSampler(10, 4, seed=3)
     seq = [a.indices(s) for s in range(5)]  # 20 positions: two full epochs
@@ -130,7 +131,7 @@ def test_prompt_sampler_is_a_function_of_the_step():
 
 
 def test_pack_aligns_targets_masks_and_engine_logprobs():
-    from m2rl.jobs.grpo.learner import pack, split
+    from m2rl.rl.learner import pack, split
 
     items = [{"prompt": np.array([5, 6, 7]), "ids": np.array([8, 9]), "logprobs": np.array([-0.1, -0.2]), "adv": 1.0},
              {"prompt": np.array([5]), "ids": np.array([4, 3, 2]), "logprobs": np.array([-1., -2., -3.]), "adv": -1.0}]
@@ -158,8 +159,8 @@ def test_mini_batch_sizes_add_up_over_learners():
 def test_tied_head_is_sent_and_storage_unshared():
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from m2rl.jobs.grpo.weight_sync import complete_state_dict, param_meta, tied_head
-    from m2rl.jobs.grpo.worker_ext import bucket_plan
+    from m2rl.weightsync.sender import complete_state_dict, param_meta, tied_head
+    from m2rl.weightsync.buckets import bucket_plan
 
     model = Qwen3ForCausalLM(Qwen3Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                          num_attention_heads=2, num_key_value_heads=1, head_dim=8,
@@ -181,7 +182,7 @@ def test_tied_head_is_sent_and_storage_unshared():
 def test_channel_replies_in_order_with_queued_requests():
     """Two requests queued on a worker (generate k+1, then load weights): replies are
     matched to their tags whatever order the driver asks for them in."""
-    from m2rl.jobs.grpo.transport import DriverChannel, WorkerFailed, serve
+    from m2rl.rollout.transport import DriverChannel, WorkerFailed, serve
 
     import socket
     with socket.socket() as s:
@@ -218,7 +219,7 @@ def test_channel_replies_in_order_with_queued_requests():
 
 
 def _receive_weights(port, plan, conn):
-    from m2rl.jobs.grpo.worker_ext import receive_buckets, weight_group
+    from m2rl.weightsync.buckets import receive_buckets, weight_group
 
     _, pg = weight_group("127.0.0.1", port, 1, 2, backend="gloo")
     conn.send({k: v.clone() for k, v in receive_buckets(pg, plan, "cpu")})  # returns once read
@@ -233,8 +234,8 @@ def test_bucketed_weight_broadcast_streams_every_named_tensor():
 
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from m2rl.jobs.grpo.weight_sync import BroadcastSender, param_meta
-    from m2rl.jobs.grpo.worker_ext import bucket_plan
+    from m2rl.weightsync.sender import BroadcastSender, param_meta
+    from m2rl.weightsync.buckets import bucket_plan
 
     torch.manual_seed(0)
     model = Qwen3ForCausalLM(Qwen3Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
@@ -250,7 +251,7 @@ def test_bucketed_weight_broadcast_streams_every_named_tensor():
     child = ctx.Process(target=_receive_weights, args=(port, plan, theirs))
     child.start()
     sender = BroadcastSender("127.0.0.1", port, 2, is_root=True, backend="gloo")
-    assert sender.plan(model, bucket_mb=1) == bucket_plan(param_meta(model), 1 << 20)
+    assert sender.bucket_plan(model, bucket_mb=1) == bucket_plan(param_meta(model), 1 << 20)
     sender.send(model, plan)
     assert mine.poll(120)
     got = mine.recv()

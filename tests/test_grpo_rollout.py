@@ -50,7 +50,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(tiny, gcfg):
-    from m2rl.jobs.grpo.rollout import RolloutEngine
+    from m2rl.rollout.engine import RolloutEngine
 
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = "1"
     eng = RolloutEngine(str(tiny[0]), gcfg, seed=0, max_model_len=512, on_gpu=False)
@@ -61,7 +61,7 @@ def engine(tiny, gcfg):
 @pytest.fixture(scope="module")
 def learner(tiny, gcfg):
     """A real one-process DeepSpeed learner (gloo)."""
-    from m2rl.jobs.grpo.learner import Learner
+    from m2rl.rl.learner import Learner
     from m2rl.train.distributed import destroy, init_distributed
 
     saved = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
@@ -88,15 +88,15 @@ def hf_greedy(model, prompts: list[list[int]], n: int, eos: int) -> list[list[in
 
 
 def engine_greedy(engine, prompts, n):
-    from m2rl.jobs.grpo.rollout import SamplingSpec
+    from m2rl.rollout.engine import SamplingSpec
 
     groups = engine.generate(prompts, SamplingSpec(1, 0.0, 1.0, 0, n), [0] * len(prompts))
     return [g[0]["ids"].tolist() for g in groups]
 
 
 def test_engine_logprobs_match_the_learner(engine, learner, tiny):
-    from m2rl.jobs.grpo.learner import pack
-    from m2rl.jobs.grpo.rollout import SamplingSpec
+    from m2rl.rl.learner import pack
+    from m2rl.rollout.engine import SamplingSpec
 
     _, tok, prompts = tiny
     groups = engine.generate(prompts, SamplingSpec(2, 1.0, 1.0, 0, 16), [7] * len(prompts))
@@ -112,7 +112,7 @@ def test_engine_logprobs_match_the_learner(engine, learner, tiny):
 
 
 def test_weight_sync_makes_engine_greedy_equal_learner_greedy(engine, learner, tiny):
-    from m2rl.jobs.grpo.weight_sync import state_dict_bytes
+    from m2rl.weightsync.sender import state_dict_bytes
 
     _, tok, prompts = tiny
     eos = tok.convert_tokens_to_ids("<|im_end|>")
@@ -124,13 +124,13 @@ def test_weight_sync_makes_engine_greedy_equal_learner_greedy(engine, learner, t
             p.add_(torch.randn_like(p) * 0.5)
     want = hf_greedy(module, prompts, 20, eos)
     assert engine_greedy(engine, prompts, 20) != want  # the engine still has the old weights
-    engine.load_bytes(state_dict_bytes(learner.engine))
+    engine.weights.load_bytes(state_dict_bytes(learner.engine))
     assert engine_greedy(engine, prompts, 20) == want
     # the output head alone: without lm_head.weight in the update, vLLM's head stays stale
     with torch.no_grad():
         module.get_input_embeddings().weight.mul_(-1.5)
     want = hf_greedy(module, prompts, 20, eos)
-    engine.load_bytes(state_dict_bytes(learner.engine))
+    engine.weights.load_bytes(state_dict_bytes(learner.engine))
     assert engine_greedy(engine, prompts, 20) == want
     module.load_state_dict(original)  # leave the learner as the other tests expect it
 
@@ -140,7 +140,7 @@ def test_seeded_groups_are_reproducible(engine, tiny):
     groups whatever the engine ran before (what a resumed run relies on); other seeds
     draw others. The batch is big enough for chunked prefill, where per-request seeds
     crash vLLM on CPU unless the worker extension steps in."""
-    from m2rl.jobs.grpo.rollout import SamplingSpec
+    from m2rl.rollout.engine import SamplingSpec
 
     prompts = tiny[2] * 6
     spec = SamplingSpec(8, 1.0, 1.0, 0, 12)
@@ -154,7 +154,8 @@ def test_seeded_groups_are_reproducible(engine, tiny):
 
 
 def test_worker_generates_and_rewards_per_domain(engine, gcfg, tiny):
-    from m2rl.jobs.grpo.rollout import RolloutWorker, SamplingSpec, spec_dict
+    from m2rl.rollout.engine import SamplingSpec, spec_dict
+    from m2rl.rollout.worker import RolloutWorker
 
     worker = RolloutWorker(engine, gcfg)
     try:
@@ -173,12 +174,12 @@ def test_worker_generates_and_rewards_per_domain(engine, gcfg, tiny):
 
 
 def test_grpo_step_moves_logprobs_along_the_advantages(learner, engine, tiny):
-    from m2rl.jobs.grpo.learner import pack
-    from m2rl.jobs.grpo.rollout import SamplingSpec
-    from m2rl.jobs.grpo.weight_sync import state_dict_bytes
+    from m2rl.rl.learner import pack
+    from m2rl.rollout.engine import SamplingSpec
+    from m2rl.weightsync.sender import state_dict_bytes
 
     _, tok, prompts = tiny
-    engine.load_bytes(state_dict_bytes(learner.engine))
+    engine.weights.load_bytes(state_dict_bytes(learner.engine))
     groups = engine.generate(prompts[:2], SamplingSpec(4, 1.0, 1.0, 0, 12), [11, 12])
     items = [{"prompt": np.array(p), "ids": c["ids"], "logprobs": c["logprobs"], "adv": (1.0 if k < 2 else -1.0)}
              for p, g in zip(prompts, groups) for k, c in enumerate(g)]

@@ -9,11 +9,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO, launch
-from m2rl import config as m2config
+from m2rl import jobs
+from m2rl.errors import ConfigError
 from m2rl.jobs.merge import RECORD_NAME
 from m2rl.jobs.merge.synthetic import build_base, derive_task_model
 
-m2config.register()
+jobs.register()
 DOMAINS = ["math", "code", "science", "if"]
 
 
@@ -37,7 +38,7 @@ def test_defaults_compose_into_the_study_layout():
     assert cfg.stage.name == "merge" and cfg.run.name == "dare_ties"
     assert (cfg.merge.semantics, cfg.merge.base, cfg.merge.models) == ("paper", "auto", "auto")
     assert list(cfg.merge.domains) == DOMAINS
-    m2config.validate(cfg, check_cluster=False)  # auto inputs that do not exist yet are fine before submission
+    jobs.validate(cfg, check_cluster=False)  # auto inputs that do not exist yet are fine before submission
 
 
 @pytest.mark.parametrize("overrides, field, fix", [
@@ -54,8 +55,8 @@ def test_defaults_compose_into_the_study_layout():
     (["merge.dtype=int8"], "merge.dtype", "bfloat16"),
 ])
 def test_bad_values_name_the_field_and_the_fix(overrides, field, fix):
-    with pytest.raises(m2config.ConfigError) as err:
-        m2config.validate(_cfg(*overrides), check_cluster=False)
+    with pytest.raises(ConfigError) as err:
+        jobs.validate(_cfg(*overrides), check_cluster=False)
     assert err.value.field == field and fix in err.value.fix, str(err.value)
 
 
@@ -63,8 +64,8 @@ def test_mismatched_inputs_are_refused_before_submission(layout, tmp_path):
     other = build_base(tmp_path / "llama", "llama", vocab_size=256, hidden=64)
     exp = layout / "exp"
     cfg = _cfg(f"merge.base={exp / 'sft/multi/export'}", f"merge.models=[{exp / 'grpo/math/export'},{other}]")
-    with pytest.raises(m2config.ConfigError, match="another architecture") as err:
-        m2config.validate(cfg, check_cluster=False)
+    with pytest.raises(ConfigError, match="another architecture") as err:
+        jobs.validate(cfg, check_cluster=False)
     assert err.value.field == "merge.models.llama"
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from m2rl.models import ModelConfig, export_hf, load_model, load_tokenizer, prepare_model
+from m2rl.models import ModelConfig, load_model, load_tokenizer, prepare_model, write_hf
 
 TEXT = ("Hello <think>\nx = 3/4 + 12345.5\n</think> ```python\nprint(sum(map(int, input().split())))\n```"
         " <|im_start|>user\nhi<|im_end|>\n<|endoftext|> ünïcødé 😀\t\t  spaces\n")
@@ -78,12 +78,12 @@ def test_a_training_step_then_export_reloads_identically(tiny, tmp_path):
     loss = model(**batch, labels=batch["input_ids"]).loss
     loss.backward()
     opt.step()
-    out = export_hf(model, tok, tmp_path / "ckpt")
+    out = write_hf(model, tok, tmp_path / "ckpt")
     again = load_model(out)
     assert again.lm_head.weight is again.model.embed_tokens.weight
     with torch.no_grad():
         assert torch.equal(model(**batch).logits, again(**batch).logits)
-    export_hf(model, tok, out)  # replacing an export works too
+    write_hf(model, tok, out)  # replacing an export works too
 
 
 def test_export_refuses_a_head_that_is_not_tied(tiny, tmp_path):
@@ -91,7 +91,7 @@ def test_export_refuses_a_head_that_is_not_tied(tiny, tmp_path):
     sd = {k: v.clone() for k, v in model.state_dict().items()}
     sd["lm_head.weight"] = sd["model.embed_tokens.weight"] + 1
     with pytest.raises(ValueError, match="tie_word_embeddings"):
-        export_hf(model, tok, tmp_path / "bad", state_dict=sd)
+        write_hf(model, tok, tmp_path / "bad", state_dict=sd)
     assert not (tmp_path / "bad").exists()
 
 

@@ -16,15 +16,14 @@ class _Planned:
     _CHECK_CLUSTER = False
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        from m2rl import config as m2config
+        from m2rl.errors import ConfigError, ConfigMismatch
         from m2rl.launch import fail
-        from m2rl.runtime.rundir import ConfigMismatch
-        from m2rl.sweep import plan
+        from m2rl.sweep import jobs_to_submit
 
         configs = [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
         try:
-            keep = plan(configs, check_cluster=self._CHECK_CLUSTER)
-        except (m2config.ConfigError, ConfigMismatch) as err:
+            keep = jobs_to_submit(configs, check_cluster=self._CHECK_CLUSTER)
+        except (ConfigError, ConfigMismatch) as err:
             fail(err)
         if not keep:
             print("m2rl: every run of this sweep is finished: nothing to submit")

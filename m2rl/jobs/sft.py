@@ -16,15 +16,16 @@ import random
 import time
 from pathlib import Path
 
-from m2rl.config import ConfigError
+from m2rl.errors import ConfigError
 from m2rl.runtime import JobContext
-from m2rl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES
+from m2rl.stage import Layout, Stage
+from m2rl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, SFTConfig
 
 log = logging.getLogger("m2rl.sft")
 EXPORT_DIR = "export"
 
 
-def validate(cfg) -> None:
+def validate(cfg, layout: Layout) -> None:
     s = cfg.sft
     e, o = s.engine, s.optim
 
@@ -55,35 +56,6 @@ def validate(cfg) -> None:
     check(len(o.betas) == 2, "optim.betas", "needs two values", "e.g. [0.9, 0.95]")
 
 
-def model_config(cfg):
-    """The run's ModelConfig (`model:` section; the tiny model when absent)."""
-    from omegaconf import OmegaConf
-
-    from m2rl.models import ModelConfig
-
-    section = cfg.get("model")
-    if section is None:
-        return ModelConfig()
-    return ModelConfig(**OmegaConf.to_container(section, resolve=True))
-
-
-def data_config(cfg):
-    from omegaconf import OmegaConf
-
-    from m2rl.data import DataConfig
-
-    section = cfg.get("data")
-    if section is None:
-        return DataConfig()
-    return DataConfig(**OmegaConf.to_container(section, resolve=True))
-
-
-def model_dir(cfg) -> Path | str:
-    from m2rl.models import prepare_model
-
-    return cfg.sft.init_from or prepare_model(model_config(cfg))
-
-
 def _seed_all(seed: int) -> None:
     import numpy as np
     import torch
@@ -111,17 +83,17 @@ def evaluate(engine, rows, micro: int, pad_id: int) -> float:
     import torch.distributed as td
 
     from m2rl.train.batches import collate
-    from m2rl.train.distributed import all_reduce, device
+    from m2rl.train.distributed import all_reduce, device, rank
     from m2rl.train.loss import nll_sum
 
     world = td.get_world_size() if td.is_initialized() else 1
-    rank = td.get_rank() if td.is_initialized() else 0
+    me = rank()
     per_round = micro * world
     total, count = 0.0, 0
     engine.eval()
     with torch.no_grad():
         for start in range(0, len(rows), per_round):
-            mine = rows[start + rank * micro: start + (rank + 1) * micro]
+            mine = rows[start + me * micro: start + (me + 1) * micro]
             batch = collate(mine or rows[:1], pad_id, packed=False)
             loss, n = nll_sum(engine, {k: v.to(device()) for k, v in batch.items()})
             if mine:
@@ -136,6 +108,7 @@ def run(ctx: JobContext) -> dict:
 
     from m2rl.data import load_sft_dataset
     from m2rl.models import load_model, load_tokenizer
+    from m2rl.sections import data_config, start_model
     from m2rl.train.batches import StepSampler, collate
     from m2rl.train.checkpoint import load_engine, save_engine
     from m2rl.train.distributed import all_reduce, device, init_distributed
@@ -151,7 +124,7 @@ def run(ctx: JobContext) -> dict:
     _seed_all(seed)
     dev = device()
 
-    src = model_dir(cfg)
+    src = start_model(cfg, cfg.sft.init_from)
     tokenizer = load_tokenizer(src, padding_side="right")
     model = load_model(src, dtype="float32")  # fp32 master weights; DeepSpeed casts for bf16
     data = data_config(cfg)
@@ -228,3 +201,9 @@ def run(ctx: JobContext) -> dict:
         log.info("SFT done in %.1f s: eval loss %.4f -> %.4f", time.time() - t_start, history["eval_loss_start"],
                  eval_loss)
     return result
+
+
+STAGE = Stage("sft", run, schema=SFTConfig, validate=validate,
+              reads=("sft.init_from, or the model config's model", "the domain's SFT chat data (data.*)"),
+              writes=(f"{EXPORT_DIR}/: the final model in Hugging Face format (where RL, merge and eval start)",
+                      "tb/: TensorBoard scalars"))

@@ -1,40 +1,60 @@
-"""The stand-in job body: a tiny torch regression trained for N steps with a seeded data
-order, so that "same final state" after a preemption compares real weights."""
+"""`stage=toy`, the stand-in job the spine's tests use: a tiny torch regression trained
+for N steps with a seeded data order, so that "same final state" after a preemption
+compares real weights. Writes `final_model.pt` in its run dir."""
 from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from m2rl.config import ConfigError
-from m2rl.runtime import JobContext
+from m2rl.errors import ConfigError
+from m2rl.stage import Layout, Stage
 
 
-def validate(cfg) -> None:
+@dataclass
+class ToyConfig:
+    """The stand-in body: a tiny torch regression trained for `steps` seeded steps."""
+
+    steps: int = 40
+    batch_size: int = 16
+    hidden: int = 32
+    lr: float = 0.01
+    n_samples: int = 512
+    step_sleep_s: float = 0.0  # to make steps last, for preemption tests
+    fail_at_step: int = -1  # raise at this step (crash tests)
+    save_sleep_s: float = 0.0  # pause halfway through writing a checkpoint (kill tests)
+
+
+def validate(cfg, layout: Layout) -> None:
     t = cfg.toy
     for key in ("steps", "batch_size", "hidden", "n_samples"):
         if t[key] < 1:
             raise ConfigError(f"toy.{key}", f"must be >= 1, got {t[key]}", f"set toy.{key} to a positive number")
 
 
-def _data(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _data(seed: int, n: int):
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 8, generator=g)
     w = torch.randn(8, 1, generator=g)
     return x, torch.sin(x @ w) + 0.1 * torch.randn(n, 1, generator=g)
 
 
-def _batch_indices(seed: int, step: int, n: int, batch: int) -> torch.Tensor:
+def _batch_indices(seed: int, step: int, n: int, batch: int):
     """The data order depends on (seed, step) only, so a resumed run sees the same batches."""
+    import torch
+
     per_epoch = n // batch
     epoch, pos = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
     return perm[pos * batch:(pos + 1) * batch]
 
 
-def run(ctx: JobContext) -> dict:
+def run(ctx) -> dict:
+    import torch
+
     t, seed = ctx.cfg.toy, ctx.cfg.experiment.seed
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(8, t.hidden), torch.nn.Tanh(), torch.nn.Linear(t.hidden, 1))
@@ -75,3 +95,6 @@ def run(ctx: JobContext) -> dict:
     if ctx.dist.is_writer:
         torch.save(model.state_dict(), ctx.run_dir / "final_model.pt")
     return {"step": step, "loss": float(loss.detach())}
+
+
+STAGE = Stage("toy", run, schema=ToyConfig, validate=validate, writes=("final_model.pt",))

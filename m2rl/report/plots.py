@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .analysis import Comparison, Group  # noqa: E402
+from .compare import Comparison, Group  # noqa: E402
 from .evals import EvalResult  # noqa: E402
 
 ARM_COLORS = {"separate": "#3182ce", "mixed": "#dd6b20", "opd": "#38a169", "base": "#718096",

@@ -108,9 +108,11 @@ def _submitit_job_id() -> str | None:
         return None
 
 
-def run_job(cfg: DictConfig, body: Body) -> dict:
+def run_job(cfg: DictConfig, body: Body, mutable: tuple[str, ...] = ()) -> dict:
+    """Run `body(ctx)` as one attempt of the run `cfg` names (`mutable`: config keys that
+    may differ from the run's saved config)."""
     dist = DistEnv.from_env()
-    state = rundir.inspect(cfg)
+    state = rundir.inspect(cfg, mutable)
     if state.done:
         log.info("run %s is finished already: nothing to do", state.path)
         return rundir.read_done(state.path) or {}

@@ -9,6 +9,7 @@ the task under the local executor). SIGTERM, which clusters without
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -67,3 +68,18 @@ class PreemptionWatcher:
                 # result so that submitit's driver keeps waiting for the next run.
                 log.warning("requeue refused (%s): leaving it to Slurm", err)
                 raise SystemExit(1) from None
+
+
+@contextlib.contextmanager
+def children_deaf_to_preemption():
+    """Slurm sends the preemption notice (USR2, or TERM) to every process of the step; a
+    child process (an inference engine, a verifier pool) would die of it mid-step.
+    Children started in here inherit a signal mask that blocks the notices; this process
+    gets any notice that arrived meanwhile as soon as the block ends (a blocked signal
+    stays pending)."""
+    sigs = {signal.SIGUSR2, signal.SIGTERM, submitit_signal()}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -13,16 +13,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from m2rl.errors import ConfigMismatch  # noqa: F401  (raised here, re-exported)
+
 from . import atomic
 
 CONFIG_FILE = "config.yaml"
 DONE_FILE = "DONE.json"
 # Sections that may change between launches of one run: where and how it runs, not what.
-MUTABLE = ("cluster", "paths", "run.allow_config_change", "hydra", "merge.chunk_mb", "merge.shard_mb")
-
-
-class ConfigMismatch(RuntimeError):
-    pass
+# A stage adds keys of its own section (`Stage.mutable`), passed in as `mutable`.
+MUTABLE = ("cluster", "paths", "run.allow_config_change", "hydra")
 
 
 def experiment_dir(cfg: DictConfig) -> Path:
@@ -51,9 +50,9 @@ def _plain(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
 
 
-def _comparable(cfg: DictConfig) -> dict:
+def _comparable(cfg: DictConfig, mutable: tuple[str, ...] = ()) -> dict:
     data = _plain(cfg)
-    for key in MUTABLE:
+    for key in (*MUTABLE, *mutable):
         head, _, tail = key.partition(".")
         if tail and isinstance(data.get(head), dict):
             data[head].pop(tail, None)
@@ -80,13 +79,14 @@ class RunState:
     exists: bool
 
 
-def inspect(cfg: DictConfig) -> RunState:
-    """Where the run is, whether it finished, and refuse a mismatching config."""
+def inspect(cfg: DictConfig, mutable: tuple[str, ...] = ()) -> RunState:
+    """Where the run is, whether it finished, and refuse a mismatching config (keys in
+    MUTABLE and `mutable` may differ)."""
     path = run_dir(cfg)
     saved = path / CONFIG_FILE
     if saved.is_file() and not cfg.run.allow_config_change:
-        old = _comparable(OmegaConf.load(saved))
-        diffs = _diff(old, _comparable(cfg))
+        old = _comparable(OmegaConf.load(saved), mutable)
+        diffs = _diff(old, _comparable(cfg, mutable))
         if diffs:
             raise ConfigMismatch(
                 f"run dir {path} holds a run with a different config:\n  " + "\n  ".join(diffs[:20])

@@ -10,7 +10,7 @@
     batches, loss                 chat tokenization with assistant-only labels, packing,
                                   a resumable rank-sharded step sampler; token losses
 
-Importing this package is cheap (m2rl.config imports its config); the names above load
+Importing this package is cheap (stages import its config); the names above load
 their modules (torch, DeepSpeed) on first use.
 """
 from __future__ import annotations

@@ -13,6 +13,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from m2rl.train.distributed import rank
+
 TAG = "engine"
 
 
@@ -37,12 +39,6 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _rank() -> int:
-    import torch.distributed as td
-
-    return td.get_rank() if td.is_initialized() else 0
-
-
 def save_engine(ds_engine, path: str | Path, client_state: dict[str, Any] | None = None) -> None:
     """Write the engine's full training state under `path`. Call on every rank."""
     import torch
@@ -50,7 +46,7 @@ def save_engine(ds_engine, path: str | Path, client_state: dict[str, Any] | None
     path = Path(path)
     ds_engine.save_checkpoint(str(path), tag=TAG, client_state=dict(client_state or {}), save_latest=False)
     (path / "rng").mkdir(parents=True, exist_ok=True)
-    torch.save(rng_state(), path / "rng" / f"rank_{_rank()}.pt")
+    torch.save(rng_state(), path / "rng" / f"rank_{rank()}.pt")
 
 
 def load_engine(ds_engine, path: str | Path, restore_rng: bool = True) -> dict:
@@ -62,7 +58,7 @@ def load_engine(ds_engine, path: str | Path, restore_rng: bool = True) -> dict:
                                                   load_lr_scheduler_states=True)
     if load_path is None:
         raise FileNotFoundError(f"no DeepSpeed checkpoint under {path / TAG}")
-    rng = path / "rng" / f"rank_{_rank()}.pt"
+    rng = path / "rng" / f"rank_{rank()}.pt"
     if restore_rng:
         if not rng.is_file():
             raise FileNotFoundError(f"{rng} is missing (was the checkpoint written by another world size?)")

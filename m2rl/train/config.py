@@ -1,6 +1,6 @@
 """Typed config sections of the training plumbing, shared by SFT, GRPO and OPD.
 
-Kept free of heavy imports: m2rl.config imports this module to build the Hydra schema.
+Kept free of heavy imports: the launcher imports it (through the sft stage) to build the schema.
 `EngineConfig` and `OptimConfig` are the reusable parts; `SFTConfig` is the `sft:`
 section of a run.
 """

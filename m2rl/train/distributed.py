@@ -129,6 +129,13 @@ def destroy() -> None:
     groups.mpu = None
 
 
+def rank() -> int:
+    """This process's rank in the default group (0 without one)."""
+    import torch.distributed as td
+
+    return td.get_rank() if td.is_initialized() else 0
+
+
 def all_reduce(values: list[float], op: str = "sum") -> list[float]:
     """Sum (op="sum") or maximize (op="max") a few numbers over every process (a no-op in
     one process)."""

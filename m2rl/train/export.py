@@ -12,13 +12,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from m2rl.train.distributed import rank
+
 log = logging.getLogger("m2rl.train")
-
-
-def _rank() -> int:
-    import torch.distributed as td
-
-    return td.get_rank() if td.is_initialized() else 0
 
 
 def unwrap(model):
@@ -38,7 +34,7 @@ def gather_state_dict(model, dtype=None) -> dict | None:
     """
     if is_zero3(model):
         sd = model._zero3_consolidated_16bit_state_dict()
-    elif _rank() == 0:
+    elif rank() == 0:
         sd = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     else:
         sd = None
@@ -50,16 +46,16 @@ def gather_state_dict(model, dtype=None) -> dict | None:
 def export_hf(model, out_dir: str | Path, tokenizer, dtype=None) -> Path | None:
     """Write `model` (engine or module) and `tokenizer` in Hugging Face format to
     `out_dir`, replacing it atomically. Collective; rank 0 writes (through
-    m2rl.models.export_hf, which stores tied embeddings once). Returns the directory on
+    m2rl.models.write_hf, which stores tied embeddings once). Returns the directory on
     rank 0, None elsewhere."""
     from m2rl import models
 
     sd = gather_state_dict(model, dtype)
-    if _rank() != 0:
+    if rank() != 0:
         return None
     module = unwrap(model)
     if dtype is not None:
         module.config.dtype = dtype
-    out = models.export_hf(module, tokenizer, out_dir, state_dict=sd)
+    out = models.write_hf(module, tokenizer, out_dir, state_dict=sd)
     log.info("exported Hugging Face model to %s", out)
     return Path(out)

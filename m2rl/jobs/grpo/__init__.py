@@ -1,17 +1,18 @@
-"""The GRPO job body (stage=grpo): a DeepSpeed learner and vLLM rollout workers in one
-Slurm allocation, rewarded by the domain verifiers, resumable across preemption.
+"""`stage=grpo`: a DeepSpeed learner and vLLM rollout workers in one Slurm allocation,
+rewarded by the domain verifiers, resumable across preemption.
 
-Parts: `config` (the `grpo:` section), `roles` (who does what), `transport` (driver <->
-rollout workers), `rollout` + `worker_ext` (vLLM engines and their weight updates),
-`weight_sync` (learner side of the updates), `learner` + `loss` (the GRPO step),
-`fleet` (the driver's view of its workers), `metrics`, `loop` (`run`). This module stays
-light: m2rl.config imports the config from here.
+Here: `config` (the `grpo:` section) and `loop` (the body, `run`). The pieces it is built
+from are shared with the other stages: m2rl.roles (who does what), m2rl.rollout (vLLM
+engines, verifiers, the driver <-> worker channel), m2rl.weightsync (learner -> engine
+weight updates), m2rl.rl (loss, learner, metrics, prompt sampler). This module stays
+light: the launcher imports it to build the config schema.
 """
 from __future__ import annotations
 
 from m2rl.jobs.grpo.config import ADVANTAGES, LOSS_AGGS, WEIGHT_SYNCS, GRPOConfig
+from m2rl.stage import Layout, Stage
 
-__all__ = ["GRPOConfig", "run", "validate"]
+__all__ = ["GRPOConfig", "STAGE", "run", "validate", "roles"]
 
 
 def run(ctx):
@@ -20,11 +21,19 @@ def run(ctx):
     return _run(ctx)
 
 
-def validate(cfg) -> None:
+def roles(cfg, layout: Layout) -> list:
+    """The role of every task of the allocation (m2rl.roles.role_plan)."""
+    from m2rl.roles import role_plan
+
+    g = cfg.grpo
+    return role_plan(layout.tasks, layout.nodes, layout.gpus_per_node, int(g.rollout_workers),
+                     int(g.tensor_parallel_size))
+
+
+def validate(cfg, layout: Layout) -> None:
     from omegaconf import OmegaConf
 
-    from m2rl.config import ConfigError
-    from m2rl.jobs.grpo.roles import RoleError, plan
+    from m2rl.errors import ConfigError, RoleError
     from m2rl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES
 
     g = cfg.grpo
@@ -61,10 +70,16 @@ def validate(cfg) -> None:
                                ("optim.schedule", o.schedule in SCHEDULES, ", ".join(SCHEDULES)),
                                ("optim.lr", o.lr > 0, "a number > 0 (the study: 2e-6)")):
         check(ok, field, f"{OmegaConf.select(g, field)!r} is not allowed", f"use {allowed}")
-    c = cfg.cluster
     try:
-        plan(c.nodes * c.tasks_per_node, c.nodes, c.gpus_per_node, g.rollout_workers, g.tensor_parallel_size)
+        roles(cfg, layout)
     except RoleError as err:
         raise ConfigError("grpo.rollout_workers", str(err),
                           "size the allocation (cluster.nodes, cluster.tasks_per_node, cluster.gpus_per_node) "
                           "and grpo.rollout_workers / grpo.tensor_parallel_size to fit") from None
+
+
+STAGE = Stage("grpo", run, schema=GRPOConfig, validate=validate, roles=roles,
+              reads=("grpo.init_from (e.g. an SFT run's export/), or the model config's model",
+                     "the domain's RL prompts (data.*)"),
+              writes=("export/: the final policy in Hugging Face format",
+                      "metrics.jsonl: per-step rewards, loss statistics, time split", "tb/: TensorBoard scalars"))

@@ -1,4 +1,4 @@
-"""The `grpo:` section of a run. Kept free of heavy imports: m2rl.config imports it to
+"""The `grpo:` section of a run. Kept free of heavy imports: the launcher imports it to
 build the Hydra schema. Defaults are the study's settings (128 prompts x 16 rollouts,
 clip 0.2/0.28, truncated importance sampling on, KL coefficient 0, Adam lr 2e-6 constant,
 weight decay 0.1, betas 0.9/0.98); configs/stage/grpo.yaml shrinks them for this machine.
@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from m2rl.train.config import EngineConfig, OptimConfig
+from m2rl.weightsync import METHODS as WEIGHT_SYNCS  # noqa: F401  (validated in __init__)
 
 ADVANTAGES = ("grpo", "drgrpo")  # drgrpo: no std normalisation (Dr. GRPO)
 LOSS_AGGS = ("token_mean", "seq_sum_norm")  # seq_sum_norm: token sums / (seqs * max_new_tokens)
-WEIGHT_SYNCS = ("auto", "nccl", "bytes")
 
 
 def _study_optim() -> OptimConfig:

@@ -1,11 +1,13 @@
 """The GRPO job body: `run(ctx)`.
 
-Every task finds its role (`roles`): rollout tasks start a vLLM engine and serve the
-driver; learners form their own process group (DeepSpeed's), and learner 0 drives:
+Every task finds its role (m2rl.roles): rollout tasks start a vLLM engine (m2rl.rollout)
+and serve the driver; learners (m2rl.rl) form their own process group (DeepSpeed's), and
+learner 0 drives:
 
   sample prompts (deterministic in step) -> rollout workers generate groups and reward
   them -> group-normalised advantages -> every learner takes its shard through the
-  clipped loss and one optimizer step -> new weights to every engine -> metrics ->
+  clipped loss and one optimizer step -> new weights to every engine (m2rl.weightsync)
+  -> metrics ->
   `ctx.boundary` (checkpoint when due, stop after a preemption save).
 
 Checkpoints hold the learners' DeepSpeed state, the step (which fixes the sampler's
@@ -14,13 +16,11 @@ pushes the checkpoint's weights to the freshly started engines before its first 
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import time
 from pathlib import Path
 
-from m2rl.jobs.grpo import roles as R
+from m2rl import roles as R
 from m2rl.runtime import Interrupted, JobContext
 
 log = logging.getLogger("m2rl.grpo")
@@ -29,102 +29,42 @@ CONNECT_TIMEOUT_S = 3600.0  # engines on big models take minutes to start
 
 
 def model_dir(cfg) -> str:
-    from m2rl.jobs.sft import model_config
-    from m2rl.models import prepare_model
+    from m2rl.sections import start_model
 
-    return str(cfg.grpo.init_from or prepare_model(model_config(cfg)))
-
-
-def max_model_len(path: str, gcfg) -> int:
-    import json
-
-    want = int(gcfg.max_prompt_tokens) + int(gcfg.max_new_tokens)
-    try:
-        conf = json.loads((Path(path) / "config.json").read_text())
-    except OSError:  # a hub id: vLLM knows
-        return want
-    text = conf.get("text_config", conf)
-    return min(want, int(text.get("max_position_embeddings") or want))
-
-
-
-class PromptSampler:
-    """Prompts of step k: positions [k*B, (k+1)*B) of an endless stream of per-epoch
-    permutations seeded by (seed, epoch); the position is a function of the step."""
-
-    def __init__(self, n: int, batch: int, seed: int):
-        self.n, self.batch, self.seed = n, batch, seed
-        self._perms: dict[int, list[int]] = {}
-
-    def _perm(self, epoch: int) -> list[int]:
-        import random
-
-        if epoch not in self._perms:
-            order = list(range(self.n))
-            random.Random(f"{self.seed}:grpo:{epoch}").shuffle(order)
-            self._perms = {epoch: order}
-        return self._perms[epoch]
-
-    def indices(self, step: int) -> list[int]:
-        return [self._perm(p // self.n)[p % self.n] for p in range(step * self.batch, (step + 1) * self.batch)]
-
-    def state(self, step: int) -> dict:
-        pos = step * self.batch
-        return {"position": pos, "epoch": pos // self.n, "seed": self.seed, "n": self.n}
+    return str(start_model(cfg, cfg.grpo.init_from))
 
 
 def run(ctx: JobContext) -> dict:
     g = ctx.cfg.grpo
     env = ctx.dist
-    plan = R.plan(env.world_size, env.num_nodes, len(R.visible_gpus()), int(g.rollout_workers), int(g.tensor_parallel_size))
-    role = plan[env.rank]
+    roles = R.role_plan(env.world_size, env.num_nodes, len(R.visible_gpus()), int(g.rollout_workers),
+                        int(g.tensor_parallel_size))
+    role = roles[env.rank]
     log.info("GRPO task %d/%d: %s %d (%d learners, %d rollout workers, GPUs %s)", env.rank, env.world_size,
              role.kind, role.index, role.learners, role.rollouts, list(role.gpus) or "none")
     if role.kind == "idle":
         return {"role": "idle"}
     R.bind_devices(role)
-    rdzv = R.rendezvous(env.num_nodes, salt=str(ctx.run_dir))
+    ends = R.endpoints(env.num_nodes, salt=str(ctx.run_dir))
     if role.kind == "rollout":
-        return _serve(ctx, role, rdzv)
-    return _learn(ctx, role, plan, rdzv)
+        return _serve(ctx, role, ends)
+    return _learn(ctx, role, roles, ends)
 
 
-@contextlib.contextmanager
-def _children_deaf_to_preemption():
-    """Slurm sends the preemption notice (USR2, or TERM) to every process of the step; a
-    vLLM engine or verifier process would die of it mid-step. Children started in here
-    inherit a signal mask that blocks the notices; this process gets any notice that
-    arrived meanwhile as soon as the block ends (a blocked signal stays pending)."""
-    from m2rl.runtime.preemption import submitit_signal
-
-    sigs = {signal.SIGUSR2, signal.SIGTERM, submitit_signal()}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _engine(cfg, role: R.Role):
-    from m2rl.jobs.grpo.rollout import RolloutEngine, RolloutWorker
+def _worker(cfg, role: R.Role):
+    from m2rl.rollout import start_worker
 
     g = cfg.grpo
-    path = model_dir(cfg)
-    with _children_deaf_to_preemption():
-        engine = RolloutEngine(path, g, seed=int(cfg.experiment.seed) + role.index,
-                               max_model_len=max_model_len(path, g), on_gpu=bool(role.gpus),
-                               precision=str(g.engine.precision))
-        worker = RolloutWorker(engine, g)
-        worker.start_verifiers()
-    return worker
+    return start_worker(model_dir(cfg), g, seed=int(cfg.experiment.seed) + role.index, on_gpu=bool(role.gpus),
+                        precision=str(g.engine.precision))
 
 
-def _serve(ctx: JobContext, role: R.Role, rdzv: R.Rendezvous) -> dict:
-    from m2rl.jobs.grpo import transport
+def _serve(ctx: JobContext, role: R.Role, ends: R.Endpoints) -> dict:
+    from m2rl.rollout import transport
 
-    worker = _engine(ctx.cfg, role)
+    worker = _worker(ctx.cfg, role)
     try:
-        final = transport.serve(rdzv.host, rdzv.channel_port, role.index, rdzv.key, worker.handle, CONNECT_TIMEOUT_S)
+        final = transport.serve(ends.host, ends.channel_port, role.index, ends.key, worker.handle, CONNECT_TIMEOUT_S)
     finally:
         worker.close()
     state, step = final.get("state", "completed"), int(final.get("step", 0))
@@ -136,26 +76,13 @@ def _serve(ctx: JobContext, role: R.Role, rdzv: R.Rendezvous) -> dict:
     return {"role": "rollout", "step": step}
 
 
-def _weight_sync_method(cfg, plan: list[R.Role], num_nodes: int) -> str:
-    g = cfg.grpo
-    if plan[0].kind == "colocated" or not plan[0].gpus:
-        return "bytes"
-    first = plan[0]
-    separate = R.separate_gpus(len(plan), num_nodes, len(R.visible_gpus()), first.rollouts, int(g.tensor_parallel_size))
-    if g.weight_sync == "nccl" and not separate:
-        raise RuntimeError("grpo.weight_sync=nccl needs engines on GPUs of their own (NCCL refuses two ranks "
-                           "on one GPU): give the job more GPUs, or use weight_sync=auto")
-    if g.weight_sync == "auto":
-        return "nccl" if separate else "bytes"
-    return str(g.weight_sync)
-
-
 class Driver:
     """Learner 0's half of a step: prompts out, rollouts and advantages back."""
 
     def __init__(self, cfg, fleet, tokenizer):
         from m2rl.data import load_rl_dataset
-        from m2rl.jobs.sft import data_config
+        from m2rl.rl.sampler import PromptSampler
+        from m2rl.sections import data_config
 
         self.cfg, self.g, self.fleet = cfg, cfg.grpo, fleet
         self.seed = int(cfg.experiment.seed)
@@ -178,7 +105,7 @@ class Driver:
         return {"prompt_ids": ids, "sample": meta}
 
     def submit(self, step: int) -> list[dict]:
-        from m2rl.jobs.grpo.rollout import request_seeds, sampling_spec
+        from m2rl.rollout.engine import request_seeds, sampling_spec
 
         reqs = [self.request(self.train[i]) for i in self.sampler.indices(step)]
         self.fleet.submit(("train", step), reqs, sampling_spec(self.g), request_seeds(self.seed, step, len(reqs)))
@@ -186,8 +113,8 @@ class Driver:
 
     def evaluate(self, step: int) -> dict[str, float]:
         """Held-out prompts: reward and pass rate, per domain too (the same seeds each time)."""
-        from m2rl.jobs.grpo.metrics import rollout_metrics
-        from m2rl.jobs.grpo.rollout import request_seeds, sampling_spec
+        from m2rl.rl.metrics import rollout_metrics
+        from m2rl.rollout.engine import request_seeds, sampling_spec
 
         reqs = self._eval
         self.fleet.submit(("eval", step), reqs, sampling_spec(self.g, evaluation=True),
@@ -199,7 +126,7 @@ class Driver:
 
 def _items(reqs: list[dict], groups: list[list[dict]], g) -> list[dict]:
     """One training item per rollout, with its group-normalised advantage."""
-    from m2rl.jobs.grpo.loss import group_advantages
+    from m2rl.rl.loss import group_advantages
 
     rewards = [c["reward"] for grp in groups for c in grp]
     adv = group_advantages(rewards, int(g.group_size), scale_by_std=(g.advantage == "grpo")).tolist()
@@ -213,7 +140,7 @@ def _items(reqs: list[dict], groups: list[list[dict]], g) -> list[dict]:
 
 def _mini_sizes(items: list[dict], learners: int, mini_batches: int) -> tuple[list[float], list[int]]:
     """Tokens and sequences of each mini-batch over all learners (every rank computes it)."""
-    from m2rl.jobs.grpo.learner import shard, split
+    from m2rl.rl.learner import shard, split
 
     tokens, seqs = [0.0] * mini_batches, [0] * mini_batches
     for r in range(learners):
@@ -253,23 +180,23 @@ def _broadcast(obj):
     return box[0]
 
 
-def _learn(ctx: JobContext, role: R.Role, plan: list[R.Role], rdzv: R.Rendezvous) -> dict:
+def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints) -> dict:
     import torch
 
-    from m2rl.jobs.grpo.fleet import LocalFleet, RemoteFleet
-    from m2rl.jobs.grpo.learner import Learner, shard
-    from m2rl.jobs.grpo.metrics import MetricsLog, learner_metrics, rollout_metrics, time_metrics
-    from m2rl.jobs.grpo.transport import DriverChannel
-    from m2rl.jobs.grpo.weight_sync import BroadcastSender, state_dict_bytes
     from m2rl.models import load_tokenizer
+    from m2rl.rl.learner import Learner, shard
+    from m2rl.rl.metrics import MetricsLog, learner_metrics, rollout_metrics, time_metrics
+    from m2rl.rollout.fleet import LocalFleet, RemoteFleet
+    from m2rl.rollout.transport import DriverChannel
     from m2rl.train.checkpoint import load_engine, save_engine
     from m2rl.train.distributed import init_distributed
     from m2rl.train.export import export_hf
+    from m2rl.weightsync import WeightSync, choose_method
 
     cfg, g = ctx.cfg, ctx.cfg.grpo
     t_start = time.time()
     # the learners' group, not the whole job's
-    init_distributed(int(g.engine.dist_timeout_s), group=R.learner_env(role, rdzv, ctx.dist.local_rank))
+    init_distributed(int(g.engine.dist_timeout_s), group=R.learner_env(role, ends, ctx.dist.local_rank))
     seed = int(cfg.experiment.seed)
     torch.manual_seed(seed + role.index)
     path = model_dir(cfg)
@@ -282,34 +209,20 @@ def _learn(ctx: JobContext, role: R.Role, plan: list[R.Role], rdzv: R.Rendezvous
         client = load_engine(learner.engine, ck.path)
         step, totals, history = int(client["step"]), dict(client["totals"]), dict(client.get("history", {}))
 
-    method = _weight_sync_method(cfg, plan, ctx.dist.num_nodes)
-    fleet, driver, metrics, nccl = None, None, None, None
+    tp = int(g.tensor_parallel_size)
+    method = choose_method(str(g.weight_sync), roles, len(R.visible_gpus()), ctx.dist.num_nodes, tp)
+    fleet, driver, metrics = None, None, None
     if role.is_driver:
         if role.kind == "colocated":
-            fleet = LocalFleet(_engine(cfg, role))
+            fleet = LocalFleet(_worker(cfg, role))
         else:
-            fleet = RemoteFleet(DriverChannel(rdzv.host, rdzv.channel_port, role.rollouts, rdzv.key, CONNECT_TIMEOUT_S))
+            fleet = RemoteFleet(DriverChannel(ends.host, ends.channel_port, role.rollouts, ends.key, CONNECT_TIMEOUT_S))
         driver = Driver(cfg, fleet, tokenizer)
         metrics = MetricsLog(ctx.run_dir, ctx.tb_dir, int(g.steps), step, int(g.log_every))
         log.info("GRPO %s: %d steps of %d prompts x %d, %d learner(s) (ZeRO-%d, %s), %d engine(s), weight sync %s, "
                  "from %s", cfg.domain.name, int(g.steps), int(g.prompts_per_step), int(g.group_size), role.learners,
                  learner.info.zero_stage, learner.info.precision, max(1, role.rollouts), method, path)
-    if method == "nccl":
-        n_ranks = 1 + role.rollouts * int(g.tensor_parallel_size)
-        nccl = BroadcastSender(rdzv.host, rdzv.nccl_port, n_ranks, role.is_driver)
-        bucket_plan = nccl.plan(learner.engine)  # names, dtypes and shapes: fixed for the run
-        if fleet is not None:
-            fleet.nccl_init(rdzv.host, rdzv.nccl_port, int(g.tensor_parallel_size))
-
-    def push(version: int) -> list[float]:
-        """The learners' current weights onto every engine (collective over learners)."""
-        if method == "nccl":
-            if fleet is not None:
-                fleet.nccl_begin(version, bucket_plan)
-            nccl.send(learner.engine, bucket_plan)
-            return fleet.nccl_end(version) if fleet is not None else []
-        blob = state_dict_bytes(learner.engine)
-        return fleet.push_bytes(version, blob) if fleet is not None else []
+    sync = WeightSync(method, learner.engine, fleet, ends.host, ends.nccl_port, role.rollouts, tp, role.is_driver)
 
     def save(d: Path) -> None:
         save_engine(learner.engine, d, {"step": step, "totals": totals, "history": history,
@@ -327,7 +240,7 @@ def _learn(ctx: JobContext, role: R.Role, plan: list[R.Role], rdzv: R.Rendezvous
     pending: dict[int, list[dict]] = {}  # batches submitted ahead (max_staleness > 0)
     try:
         if step > 0:
-            push(step)  # engines start from the base weights: give them the checkpoint's
+            sync.push(step)  # engines start from the base weights: give them the checkpoint's
         if step == 0 and int(g.eval_prompts) > 0:
             evaluate(0)
         while step < int(g.steps):
@@ -355,7 +268,7 @@ def _learn(ctx: JobContext, role: R.Role, plan: list[R.Role], rdzv: R.Rendezvous
                                        role.learners)
             stats = _reduce_stats(stats)
             t_learn = time.perf_counter()
-            load_s = push(step + 1)
+            load_s = sync.push(step + 1)
             t_sync = time.perf_counter()
             step += 1
             if driver is not None:

@@ -27,12 +27,15 @@ import logging
 import os
 from pathlib import Path
 
-# Only the config module here: m2rl.config imports this package to build its schema, so
+from m2rl.errors import ConfigError
+from m2rl.stage import Layout, Stage
+
+# Only the config module here: the launcher imports this package to build the schema, so
 # torch and the engine load on first use.
 from .config import METHODS, RECORD_NAME, SEMANTICS, MergeConfig, base_dir, model_entries, resolve_weights
 from .config import validate as _validate_values
 
-__all__ = ["MergeConfig", "METHODS", "SEMANTICS", "RECORD_NAME", "merge", "run", "validate"]
+__all__ = ["MergeConfig", "METHODS", "SEMANTICS", "RECORD_NAME", "STAGE", "merge", "run", "validate"]
 log = logging.getLogger("m2rl.merge")
 INPUT_FIX = ("merge inputs must be HF safetensors dirs of one architecture and vocabulary, fine-tuned from "
              "merge.base (set merge.base / merge.models, or finish the sft and grpo runs they default to)")
@@ -64,11 +67,9 @@ def _inputs(cfg) -> tuple[Path, dict[str, Path]]:
     return base_dir(cfg), {n: Path(p).absolute() for n, p in zip(names, paths)}
 
 
-def validate(cfg) -> None:
+def validate(cfg, layout: Layout) -> None:
     """Config values; and, when every input dir exists already, the inputs themselves
     (architectures, vocabularies, tensors), before anything is submitted."""
-    from m2rl.config import ConfigError
-
     from .inputs import open_inputs
     from .stio import InputError
 
@@ -82,7 +83,6 @@ def validate(cfg) -> None:
 
 
 def run(ctx) -> dict:
-    from m2rl.config import ConfigError
     from m2rl.runtime import Interrupted
 
     from .engine import Stopped
@@ -117,3 +117,11 @@ def run(ctx) -> dict:
              ctx.run_dir / "export", record["seconds"])
     return {"step": 1, "export": str(ctx.run_dir / "export"), "seconds": record["seconds"],
             "method": m.method, "semantics": m.semantics}
+
+
+STAGE = Stage("merge", run, schema=MergeConfig, validate=validate,
+              reads=("merge.base: the SFT export (auto: <exp>/sft/<merge.base_run>/export)",
+                     "merge.models: the task models (auto: <exp>/grpo/<domain>/export per merge.domains)"),
+              writes=("export/: the merged model (sharded safetensors + index, config, tokenizer) and "
+                      f"{RECORD_NAME} (method, parameters, inputs and their hashes)",),
+              mutable=("merge.chunk_mb", "merge.shard_mb"))

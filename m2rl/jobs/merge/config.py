@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from m2rl.errors import ConfigError
 from m2rl.runtime.rundir import experiment_dir
 
 METHODS = ("average", "task_arithmetic", "ties", "dare_ta", "dare_ties", "sce")
@@ -44,8 +45,6 @@ class MergeConfig:
 
 
 def _fail(field_: str, problem: str, fix: str):
-    from m2rl.config import ConfigError
-
     raise ConfigError(field_, problem, fix)
 
 

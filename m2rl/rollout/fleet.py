@@ -1,8 +1,9 @@
-"""The driver's view of its rollout workers: submit a batch, collect it, push weights.
+"""The driver's view of its rollout workers: submit a batch, collect it, message them all.
 
 `submit(tag, ...)` and `collect(tag)` are separate so that the driver can queue batch
 k+1 before learning on batch k (bounded staleness): replies come back in the order the
-requests went out, and a weight push queued behind a generation lands after it.
+requests went out, and a weight push (`send_all`, from m2rl.weightsync) queued behind a
+generation lands after it.
 
 * `RemoteFleet`: rollout tasks over the control channel (`transport`).
 * `LocalFleet`: a colocated engine in the driver's own process (a one-task job).
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
-from m2rl.jobs.grpo.rollout import RolloutWorker, SamplingSpec, spec_dict
-from m2rl.jobs.grpo.transport import DriverChannel
+from m2rl.rollout.engine import SamplingSpec, spec_dict
+from m2rl.rollout.transport import DriverChannel
+from m2rl.rollout.worker import RolloutWorker
 
 
 @dataclass
@@ -53,24 +56,13 @@ class RemoteFleet:
             workers.append({"generate_s": rep["generate_s"], "reward_s": rep["reward_s"], "tokens": rep["tokens"]})
         return Generation(groups, workers, time.perf_counter() - self._t0.pop(tag))
 
-    def push_bytes(self, version: int, blob: bytes) -> list[float]:
+    def send_all(self, message: Callable[[int], dict], tag) -> None:
+        """Queue `message(w)` on every worker w; `replies(tag)` collects the answers."""
         for w in range(self.n):
-            self.ch.send(w, {"op": "load_bytes", "blob": blob, "version": version}, ("load", version))
-        return [self.ch.reply(w, ("load", version))["seconds"] for w in range(self.n)]
+            self.ch.send(w, message(w), tag)
 
-    def nccl_init(self, host: str, port: int, tp: int) -> None:
-        for w in range(self.n):
-            self.ch.send(w, {"op": "nccl_init", "host": host, "port": port, "rank_offset": 1 + w * tp,
-                             "world_size": 1 + self.n * tp}, "nccl_init")
-        for w in range(self.n):
-            self.ch.reply(w, "nccl_init")
-
-    def nccl_begin(self, version: int, plan) -> None:
-        for w in range(self.n):
-            self.ch.send(w, {"op": "nccl_recv", "plan": plan, "version": version}, ("load", version))
-
-    def nccl_end(self, version: int) -> list[float]:
-        return [self.ch.reply(w, ("load", version))["seconds"] for w in range(self.n)]
+    def replies(self, tag) -> list[dict]:
+        return [self.ch.reply(w, tag) for w in range(self.n)]
 
     def close(self, final: dict | None = None) -> None:
         self.ch.close(final)
@@ -95,8 +87,11 @@ class LocalFleet:
     def collect(self, tag) -> Generation:
         return self._done.pop(tag)
 
-    def push_bytes(self, version: int, blob: bytes) -> list[float]:
-        return [self.worker.handle({"op": "load_bytes", "blob": blob, "version": version})["seconds"]]
+    def send_all(self, message: Callable[[int], dict], tag) -> None:
+        self._done[tag] = [self.worker.handle(message(0))]
+
+    def replies(self, tag) -> list[dict]:
+        return self._done.pop(tag)
 
     def close(self, final: dict | None = None) -> None:
         self.worker.close()

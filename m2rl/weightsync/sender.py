@@ -1,4 +1,4 @@
-"""Learner -> rollout workers: the full current weights, in Hugging Face names.
+"""The learners' side of a weight update: the full current weights, in Hugging Face names.
 
 * bytes (CPU, or a learner sharing its GPU with an engine): the full state dict, gathered
   on learner 0 (ZeRO-3: consolidated from every learner), serialized with safetensors and
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 
-from m2rl.jobs.grpo.worker_ext import broadcast, bucket_plan
+from m2rl.weightsync.buckets import broadcast, bucket_plan, weight_group
 from m2rl.models import embedding_keys
 from m2rl.train.export import gather_state_dict, is_zero3, unwrap
 
@@ -77,11 +77,9 @@ class BroadcastSender:
     def __init__(self, host: str, port: int, world_size: int, is_root: bool, backend: str = "nccl"):
         self.pg = None
         if is_root:
-            from m2rl.jobs.grpo.worker_ext import weight_group
-
             self.store, self.pg = weight_group(host, port, 0, world_size, backend)
 
-    def plan(self, model, bucket_mb: int = 512) -> list[list[tuple]]:
+    def bucket_plan(self, model, bucket_mb: int = 512) -> list[list[tuple]]:
         return bucket_plan(param_meta(model), bucket_mb << 20)
 
     def send(self, model, plan: list[list[tuple]]) -> None:

@@ -1,7 +1,8 @@
-"""Which task of the allocation does what: learner, rollout worker, both, or nothing.
+"""The role plan of a multi-role stage: which task of the allocation does what (learner,
+rollout worker, both, or nothing), and where learner 0 listens for the others.
 
 One submitit job, N tasks (srun under Slurm, the local executor here). The tasks split
-into two roles, sized by config:
+into two roles, sized by config (`role_plan`):
 
 * one node: the last `grpo.rollout_workers` tasks are rollout workers (one vLLM engine
   each, `grpo.tensor_parallel_size` GPUs), the others are learners (one GPU each, ranks
@@ -14,7 +15,8 @@ into two roles, sized by config:
 * one task in all: "colocated", the learner and the engine live in one process.
 
 Learner 0 is always global rank 0 (the run's writer) and drives the loop; see
-`transport` for how it talks to the rollout workers.
+m2rl.rollout.transport for how it talks to the rollout workers, and `endpoints` for the
+ports.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import os
 import random
 import socket
 from dataclasses import dataclass
+
+from m2rl.errors import RoleError
 
 KINDS = ("learner", "rollout", "colocated", "idle")
 
@@ -48,11 +52,7 @@ class Role:
         return self.has_learner and self.index == 0
 
 
-class RoleError(ValueError):
-    pass
-
-
-def plan(world: int, num_nodes: int, gpus_per_node: int, rollout_workers: int, tp: int) -> list[Role]:
+def role_plan(world: int, num_nodes: int, gpus_per_node: int, rollout_workers: int, tp: int) -> list[Role]:
     """The role of every global rank (block distribution: rank = node * per_node + local)."""
     if world < 1 or num_nodes < 1 or world % num_nodes:
         raise RoleError(f"{world} tasks do not spread evenly over {num_nodes} nodes")
@@ -136,7 +136,7 @@ def bind_devices(role: Role) -> None:
 
 
 @dataclass(frozen=True)
-class Rendezvous:
+class Endpoints:
     """Where learner 0 listens: the learners' process group on `port`, the rollout
     workers' control channel on `port + 1`, the NCCL weight broadcast on `port + 2`."""
 
@@ -162,7 +162,7 @@ def _job_env():
         return None
 
 
-def rendezvous(num_nodes: int, salt: str = "") -> Rendezvous:
+def endpoints(num_nodes: int, salt: str = "") -> Endpoints:
     """Host = the allocation's first node (loopback on one node); port derived from the
     job id (MASTER_PORT overrides), so every task, and a requeued attempt, agree on it."""
     job = _job_env()
@@ -177,12 +177,12 @@ def rendezvous(num_nodes: int, salt: str = "") -> Rendezvous:
             host = "127.0.0.1"
     port = os.environ.get("M2RL_MASTER_PORT")
     base = int(port) if port else random.Random(f"m2rl-grpo:{job_id}").randrange(20000, 59000, 4)
-    return Rendezvous(host, base, f"m2rl-grpo:{job_id}:{salt}")
+    return Endpoints(host, base, f"m2rl-grpo:{job_id}:{salt}")
 
 
-def learner_env(role: Role, rdzv: Rendezvous, local_rank: int) -> dict[str, str]:
+def learner_env(role: Role, ends: Endpoints, local_rank: int) -> dict[str, str]:
     """The torch.distributed environment of the learners' own process group (learners
     only, so that DeepSpeed's collectives and the runtime's barriers never wait on an
     engine)."""
-    return {"RANK": str(role.index), "WORLD_SIZE": str(role.learners), "MASTER_ADDR": rdzv.host,
-            "MASTER_PORT": str(rdzv.port), "LOCAL_RANK": str(role.gpus[0] if role.gpus else local_rank)}
+    return {"RANK": str(role.index), "WORLD_SIZE": str(role.learners), "MASTER_ADDR": ends.host,
+            "MASTER_PORT": str(ends.port), "LOCAL_RANK": str(role.gpus[0] if role.gpus else local_rank)}

@@ -19,7 +19,7 @@ from collections import deque
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any, Callable
 
-log = logging.getLogger("m2rl.grpo")
+log = logging.getLogger("m2rl.rollout")
 
 
 class WorkerFailed(RuntimeError):

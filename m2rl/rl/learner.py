@@ -1,4 +1,5 @@
-"""The learner: a DeepSpeed engine (built by m2rl.train) taking GRPO steps.
+"""The RL learner: a DeepSpeed engine (built by m2rl.train) taking clipped policy-gradient
+steps (GRPO's, and any other advantage estimator's).
 
 Each learner holds one data-parallel shard of the rollout batch. A step splits the shard
 into `mini_batches` optimizer steps of `grad_accum` micro-batches each (DeepSpeed scales by
@@ -15,21 +16,10 @@ import math
 import numpy as np
 import torch
 
-from m2rl.jobs.grpo import loss as L
+from m2rl.rl import loss as L
+from m2rl.sections import as_dataclass
 
-log = logging.getLogger("m2rl.grpo")
-
-
-def as_dataclass(cls, node):
-    """A typed config section from an OmegaConf node, a dict or the dataclass itself."""
-    if isinstance(node, cls):
-        return node
-    if not isinstance(node, dict):
-        from omegaconf import OmegaConf
-
-        node = OmegaConf.to_container(node, resolve=True)
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in node.items() if k in names})
+log = logging.getLogger("m2rl.rl")
 
 
 def shard(items: list, rank: int, world: int) -> list:

@@ -1,9 +1,6 @@
-"""Rollout workers: a vLLM engine that samples groups of responses (token ids and their
-log-probs) and the domain verifiers that reward them.
-
-`RolloutWorker.handle(msg)` is the whole protocol (generate, load weights, NCCL setup and
-receive); a rollout task serves it over the control channel (`transport.serve`), and a
-colocated task calls it in-process, so both run the same code.
+"""A vLLM engine that samples groups of responses: token ids and their log-probs, each
+prompt with its own seed. Its weights are replaced in place through `engine.weights`
+(m2rl.weightsync); `RolloutWorker` (worker.py) adds the verifiers and the message protocol.
 """
 from __future__ import annotations
 
@@ -11,11 +8,13 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("m2rl.grpo")
-EXTENSION = "m2rl.jobs.grpo.worker_ext.WeightSyncExtension"
+from m2rl.weightsync.extension import EXTENSION, EngineWeights
+
+log = logging.getLogger("m2rl.rollout")
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,19 @@ def request_seeds(seed: int, step: int, n: int) -> list[int]:
     responses, whatever its engines ran before."""
     base = (seed * 1_000_003 + step * 10_007) % (2**31 - 1)
     return [(base + i * 7919) % (2**31 - 1) for i in range(n)]
+
+
+def max_model_len(path: str, gcfg) -> int:
+    """Prompt + response room, capped by the model's own context length."""
+    import json
+
+    want = int(gcfg.max_prompt_tokens) + int(gcfg.max_new_tokens)
+    try:
+        conf = json.loads((Path(path) / "config.json").read_text())
+    except OSError:  # a hub id: vLLM knows
+        return want
+    text = conf.get("text_config", conf)
+    return min(want, int(text.get("max_position_embeddings") or want))
 
 
 def engine_dtype(precision: str, on_gpu: bool) -> str:
@@ -70,6 +82,7 @@ class RolloutEngine:
             # use offset'): prefill whole prompts instead.
             kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(4096, max_model_len))
         self.llm = LLM(**kwargs)
+        self.weights = EngineWeights(self.llm)
         self.start_s = time.time() - t0
         log.info("vLLM engine up in %.1f s (%s)", self.start_s, kwargs["dtype"])
 
@@ -98,76 +111,6 @@ class RolloutEngine:
                               "text": o.text, "finish": o.finish_reason or ""})
             groups.append(group)
         return groups
-
-    def load_bytes(self, blob: bytes) -> None:
-        self.llm.collective_rpc("m2rl_load_bytes", args=(blob,))
-        self.llm.reset_prefix_cache()  # cached KV was computed with the old weights
-
-    def nccl_init(self, host: str, port: int, rank_offset: int, world_size: int) -> None:
-        self.llm.collective_rpc("m2rl_nccl_init", args=(host, port, rank_offset, world_size))
-
-    def nccl_recv(self, plan) -> None:
-        self.llm.collective_rpc("m2rl_nccl_recv", args=(plan,))
-        self.llm.reset_prefix_cache()
-
-
-class RolloutWorker:
-    """An engine plus a reward scorer, answering the driver's messages."""
-
-    def __init__(self, engine: RolloutEngine, gcfg):
-        from m2rl.rewards import RewardConfig, Scorer
-
-        self.engine = engine
-        self.scorer = Scorer(workers=int(gcfg.reward_workers), config=RewardConfig(require_think=bool(gcfg.require_think)))
-
-    def start_verifiers(self) -> None:
-        """Start the verifier processes now (the scorer would start them lazily)."""
-        if self.scorer.workers > 0:
-            self.scorer._get_pool()
-
-    def close(self) -> None:
-        self.scorer.close()
-
-    def handle(self, msg: dict) -> dict:
-        op = msg["op"]
-        t0 = time.perf_counter()
-        if op == "generate":
-            out = self._generate(msg)
-        elif op == "load_bytes":
-            self.engine.load_bytes(msg["blob"])
-            out = {"op": "loaded", "version": msg["version"]}
-        elif op == "nccl_init":
-            self.engine.nccl_init(msg["host"], msg["port"], msg["rank_offset"], msg["world_size"])
-            out = {"op": "nccl_ready"}
-        elif op == "nccl_recv":
-            self.engine.nccl_recv(msg["plan"])
-            out = {"op": "loaded", "version": msg["version"]}
-        else:
-            raise ValueError(f"unknown rollout op {op!r}")
-        out["seconds"] = time.perf_counter() - t0
-        return out
-
-    def _generate(self, msg: dict) -> dict:
-        spec = SamplingSpec(**msg["spec"])
-        requests = msg["requests"]
-        t0 = time.perf_counter()
-        groups = self.engine.generate([r["prompt_ids"] for r in requests], spec, msg["seeds"])
-        t1 = time.perf_counter()
-        samples = [r["sample"] for r, g in zip(requests, groups) for _ in g]
-        texts = [c["text"] for g in groups for c in g]
-        rewards = self.scorer.score(samples, texts)
-        t2 = time.perf_counter()
-        k = 0
-        for g in groups:
-            for c in g:
-                c["reward"] = float(rewards[k].reward)
-                c["format_ok"] = bool(rewards[k].info.get("format_ok", True))
-                if not msg.get("keep_text"):
-                    c.pop("text")
-                k += 1
-        tokens = int(sum(len(c["ids"]) for g in groups for c in g))
-        return {"op": "generated", "groups": groups, "tokens": tokens,
-                "generate_s": t1 - t0, "reward_s": t2 - t1}
 
 
 def spec_dict(spec: SamplingSpec) -> dict:
