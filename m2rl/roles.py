@@ -186,3 +186,27 @@ def learner_env(role: Role, ends: Endpoints, local_rank: int) -> dict[str, str]:
     engine)."""
     return {"RANK": str(role.index), "WORLD_SIZE": str(role.learners), "MASTER_ADDR": ends.host,
             "MASTER_PORT": str(ends.port), "LOCAL_RANK": str(role.gpus[0] if role.gpus else local_rank)}
+
+
+def unused_gpus(roles: list[Role], num_nodes: int, gpus_per_node: int) -> dict[int, list[int]]:
+    """Per node, the GPUs of the allocation that no task of the plan uses."""
+    per_node = len(roles) // num_nodes
+    out = {}
+    for node in range(num_nodes):
+        used = {g for r in roles[node * per_node:(node + 1) * per_node] for g in r.gpus}
+        free = [g for g in range(gpus_per_node) if g not in used]
+        if free:
+            out[node] = free
+    return out
+
+
+def shared_gpus(roles: list[Role], num_nodes: int) -> list[tuple[int, int]]:
+    """(node, GPU) pairs that a learner and an engine both use (a colocated task counts)."""
+    per_node = len(roles) // num_nodes
+    out = []
+    for node in range(num_nodes):
+        mine = roles[node * per_node:(node + 1) * per_node]
+        learn = {g for r in mine if r.has_learner for g in r.gpus}
+        engine = {g for r in mine if r.has_engine for g in r.gpus}
+        out += [(node, g) for g in sorted(learn & engine)]
+    return out

@@ -82,7 +82,7 @@ def _job(tmp_path: Path, *extra: str) -> dict:
 
 
 def test_grpo_job_learner_and_engine_share_one_gpu(tmp_path):
-    out = _job(tmp_path, "cluster.gpus_per_node=1", "grpo.gpu_memory_utilization=0.3")
+    out = _job(tmp_path, "cluster.gpus_per_node=1", "grpo.colocate=true", "grpo.gpu_memory_utilization=0.3")
     done, train = out["done"], out["train"]
     assert done["step"] == 3 and done["weight_sync"] == "bytes" and done["precision"] == "bf16"
     # after each sync the engine samples from the learner's weights: bf16 kernels differ a little

@@ -26,7 +26,7 @@ METHODS = ("auto", "nccl", "bytes")
 OPS = ("load_bytes", "nccl_init", "nccl_recv")  # the messages an engine answers
 
 
-def choose_method(requested: str, roles: list, visible_gpus: int, num_nodes: int, tp: int) -> str:
+def choose_method(requested: str, roles: list, gpus_per_node: int, num_nodes: int, tp: int) -> str:
     """The method for this job's role plan: nccl only where no engine shares a GPU with a
     learner (NCCL refuses two ranks on one GPU)."""
     from m2rl.roles import separate_gpus
@@ -34,7 +34,7 @@ def choose_method(requested: str, roles: list, visible_gpus: int, num_nodes: int
     first = roles[0]
     if first.kind == "colocated" or not first.gpus:
         return "bytes"
-    separate = separate_gpus(len(roles), num_nodes, visible_gpus, first.rollouts, tp)
+    separate = separate_gpus(len(roles), num_nodes, gpus_per_node, first.rollouts, tp)
     if requested == "nccl" and not separate:
         raise RuntimeError("grpo.weight_sync=nccl needs engines on GPUs of their own (NCCL refuses two ranks "
                            "on one GPU): give the job more GPUs, or use weight_sync=auto")

@@ -71,11 +71,51 @@ def validate(cfg, layout: Layout) -> None:
                                ("optim.lr", o.lr > 0, "a number > 0 (the study: 2e-6)")):
         check(ok, field, f"{OmegaConf.select(g, field)!r} is not allowed", f"use {allowed}")
     try:
-        roles(cfg, layout)
+        plan = roles(cfg, layout)
     except RoleError as err:
         raise ConfigError("grpo.rollout_workers", str(err),
                           "size the allocation (cluster.nodes, cluster.tasks_per_node, cluster.gpus_per_node) "
                           "and grpo.rollout_workers / grpo.tensor_parallel_size to fit") from None
+    if layout.gpus_per_node:
+        check_gpu_layout(cfg, layout, plan)
+
+
+COLOCATE_MAX_UTIL = 0.5  # vLLM's share of a GPU it shares with a learner
+
+
+def check_gpu_layout(cfg, layout: Layout, plan: list) -> None:
+    """Every GPU of the allocation has a task, and a learner shares a GPU with an engine
+    only when grpo.colocate asks for it (with room left for the learner)."""
+    from m2rl.errors import ConfigError
+    from m2rl.roles import shared_gpus, unused_gpus
+
+    g, G = cfg.grpo, layout.gpus_per_node
+    R, T = int(g.rollout_workers), int(g.tensor_parallel_size)
+    free = unused_gpus(plan, layout.nodes, G)
+    if free:
+        node, gpus = next(iter(free.items()))
+        if layout.nodes == 1:
+            learners = G - R * T
+            fix = (f"set cluster.tasks_per_node={learners + R} ({learners} learners on one GPU each + {R} engine(s) "
+                   f"x {T} GPU(s) = {G} GPUs)" if learners >= 1 else
+                   f"lower grpo.rollout_workers x grpo.tensor_parallel_size below {G}")
+        else:
+            fix = (f"set cluster.tasks_per_node={G} (one learner per GPU on the learner nodes) and "
+                   f"grpo.rollout_workers to a multiple of {max(1, G // T)} (engines of {T} GPU(s) filling a node)")
+        raise ConfigError("cluster.tasks_per_node", f"{len(gpus)} of the {G} GPUs of node {node} ({gpus}) would be "
+                          f"used by no task of the role plan ({layout.tasks} tasks: "
+                          f"{sum(r.has_learner for r in plan)} learner(s), {R} engine(s) x {T} GPU(s))", fix)
+    shared = shared_gpus(plan, layout.nodes)
+    if shared and not g.colocate:
+        raise ConfigError("grpo.colocate", f"a learner and a vLLM engine would share GPU(s) {shared} (node, GPU) "
+                          f"with vLLM taking gpu_memory_utilization={g.gpu_memory_utilization} of it",
+                          "give the engines GPUs of their own (more cluster.gpus_per_node, or fewer tasks), or ask "
+                          f"for sharing with grpo.colocate=true grpo.gpu_memory_utilization<={COLOCATE_MAX_UTIL}")
+    if shared and g.gpu_memory_utilization > COLOCATE_MAX_UTIL:
+        raise ConfigError("grpo.gpu_memory_utilization", f"{g.gpu_memory_utilization} of a GPU shared with a learner "
+                          "leaves the learner too little memory",
+                          f"set grpo.gpu_memory_utilization<={COLOCATE_MAX_UTIL} with grpo.colocate=true "
+                          "(e.g. 0.3 for a small model)")
 
 
 STAGE = Stage("grpo", run, schema=GRPOConfig, validate=validate, roles=roles,

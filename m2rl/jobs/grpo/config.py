@@ -53,6 +53,9 @@ class GRPOConfig:
     rollout_workers: int = 1  # vLLM engines (each one task); the other tasks are learners
     tensor_parallel_size: int = 1  # GPUs per engine
     gpu_memory_utilization: float = 0.85  # vLLM's share of its GPU(s)
+    # a learner and an engine on one GPU (one task, or fewer GPUs than learners + engines):
+    # refused unless asked for here, and then vLLM's share must leave room for the learner
+    colocate: bool = False
     cpu_kv_cache_gb: int = 1  # vLLM on CPU: KV cache size (VLLM_CPU_KVCACHE_SPACE)
     enforce_eager: bool = False  # vLLM: no CUDA graphs / compile
     weight_sync: str = "auto"  # auto: nccl between separate GPUs, else safetensors bytes

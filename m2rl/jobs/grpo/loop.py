@@ -37,8 +37,7 @@ def model_dir(cfg) -> str:
 def run(ctx: JobContext) -> dict:
     g = ctx.cfg.grpo
     env = ctx.dist
-    roles = R.role_plan(env.world_size, env.num_nodes, len(R.visible_gpus()), int(g.rollout_workers),
-                        int(g.tensor_parallel_size))
+    roles = _role_plan(ctx)
     role = roles[env.rank]
     log.info("GRPO task %d/%d: %s %d (%d learners, %d rollout workers, GPUs %s)", env.rank, env.world_size,
              role.kind, role.index, role.learners, role.rollouts, list(role.gpus) or "none")
@@ -49,6 +48,24 @@ def run(ctx: JobContext) -> dict:
     if role.kind == "rollout":
         return _serve(ctx, role, ends)
     return _learn(ctx, role, roles, ends)
+
+
+def _role_plan(ctx: JobContext) -> list[R.Role]:
+    """The plan validation checked (m2rl.jobs.grpo.roles), for the tasks this job really
+    has: the same as cluster.* under an executor; one task for an inline run (no -m)."""
+    from m2rl.jobs.grpo import roles
+    from m2rl.stage import Layout
+
+    env, c = ctx.dist, ctx.cfg.cluster
+    layout = Layout(env.num_nodes, env.world_size // env.num_nodes, int(c.gpus_per_node), int(c.cpus_per_task))
+    if layout != Layout.of(ctx.cfg):
+        log.info("GRPO runs as %d task(s) on %d node(s), not the configured %d x %d", layout.tasks, layout.nodes,
+                 c.nodes, c.tasks_per_node)
+    visible = len(R.visible_gpus())
+    if layout.gpus_per_node and visible < layout.gpus_per_node:
+        raise RuntimeError(f"cluster.gpus_per_node={layout.gpus_per_node} but this task sees {visible} GPU(s) "
+                           "(CUDA_VISIBLE_DEVICES): the allocation does not match the config")
+    return roles(ctx.cfg, layout)
 
 
 def _worker(cfg, role: R.Role):
@@ -210,7 +227,7 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
         step, totals, history = int(client["step"]), dict(client["totals"]), dict(client.get("history", {}))
 
     tp = int(g.tensor_parallel_size)
-    method = choose_method(str(g.weight_sync), roles, len(R.visible_gpus()), ctx.dist.num_nodes, tp)
+    method = choose_method(str(g.weight_sync), roles, int(cfg.cluster.gpus_per_node), ctx.dist.num_nodes, tp)
     fleet, driver, metrics = None, None, None
     if role.is_driver:
         if role.kind == "colocated":
