@@ -20,7 +20,7 @@ SFT = ["stage=sft", "domain=math", "sft.steps=300", "sft.optim.lr=3e-3", "sft.en
        "sft.max_seq_len=256"]
 STEPS = 20
 GRPO = ["stage=grpo", "domain=math", "cluster.tasks_per_node=1", f"grpo.steps={STEPS}", "grpo.prompts_per_step=128",
-        "grpo.group_size=8", "grpo.max_new_tokens=64", "grpo.optim.lr=4e-4", "grpo.engine.micro_batch_size=32",
+        "grpo.group_size=8", "grpo.max_new_tokens=64", "grpo.optim.lr=2e-4", "grpo.engine.micro_batch_size=32",
         "grpo.eval_prompts=100", "grpo.eval_samples=32", "run.save_every=1000", "grpo.export=false"]
 
 
@@ -32,6 +32,8 @@ def test_grpo_raises_held_out_math_reward_over_the_sft_checkpoint(tmp_path):
     start, end = done["eval"]["0"]["reward/mean"], done["eval"][str(STEPS)]["reward/mean"]
     print(f"\n[grpo learning] held-out math reward {start:.4f} -> {end:.4f} after {STEPS} steps "
           f"({done['seconds']['step_s']:.0f} s of steps)")
-    # measured here: 0.0437 -> 0.0541 (3200 samples each; most prompts are always or never
-    # solved, so the two estimates are far less noisy than 3200 independent draws)
+    # measured (3200 samples each; most prompts are always or never solved, so the two
+    # estimates are far less noisy than 3200 independent draws): lr 4e-4 gave 0.0437 -> 0.0541
+    # on an earlier machine but 0.0391 -> 0.0403 on an AVX-512 EPYC (the run is deterministic
+    # per machine, not across CPUs); lr 2e-4 gives 0.0391 -> 0.0528 there (1.5e-3 collapses)
     assert end >= start + 0.007 and end >= 1.15 * start, (start, end)
