@@ -35,7 +35,6 @@ def model_dir(cfg) -> str:
 
 
 def run(ctx: JobContext) -> dict:
-    g = ctx.cfg.grpo
     env = ctx.dist
     roles = _role_plan(ctx)
     role = roles[env.rank]
