@@ -109,3 +109,32 @@ def test_sharing_a_gpu_when_asked_and_sized_to_fit():
 def test_cpu_layouts_need_no_gpu_checks():
     for overrides in ([], ["cluster.tasks_per_node=1"], ["cluster.tasks_per_node=3", "grpo.rollout_workers=2"]):
         jobs.validate(_cfg("stage=grpo", *overrides), check_cluster=False)
+
+
+@pytest.mark.parametrize("overrides,field,fix", [
+    # the engine samples from a truncated distribution: IS weights would measure the truncation
+    (["grpo.top_p=0.9"], "grpo.tis", "grpo.tis=false"),
+    (["grpo.top_k=20"], "grpo.tis", "grpo.top_p=1.0 grpo.top_k=0"),
+    # a token budget below the longest possible row could never hold it
+    (["grpo.max_new_tokens=1000", "grpo.max_prompt_tokens=24", "grpo.engine.max_tokens_per_micro_batch=512"],
+     "grpo.engine.max_tokens_per_micro_batch", "max_tokens_per_micro_batch>=1024"),
+    (["grpo.logprob_chunk_tokens=0"], "grpo.logprob_chunk_tokens", "2048"),
+    (["grpo.warn_zero_advantage_steps=-1"], "grpo.warn_zero_advantage_steps", "0 turns"),
+])
+def test_sampling_and_learner_memory_settings_are_checked(overrides, field, fix):
+    with pytest.raises(ConfigError) as err:
+        jobs.validate(_cfg("stage=grpo", *overrides), check_cluster=False)
+    assert err.value.field == field, err.value
+    assert fix in err.value.fix, err.value
+
+
+def test_truncated_sampling_without_is_and_a_fitting_budget_are_allowed():
+    jobs.validate(_cfg("stage=grpo", "grpo.top_p=0.9", "grpo.tis=false"), check_cluster=False)
+    jobs.validate(_cfg("stage=grpo", "grpo.max_new_tokens=1000", "grpo.max_prompt_tokens=24",
+                       "grpo.engine.max_tokens_per_micro_batch=1024"), check_cluster=False)
+
+
+def test_sft_refuses_the_rl_token_budget():
+    with pytest.raises(ConfigError) as err:
+        jobs.validate(_cfg("stage=sft", "sft.engine.max_tokens_per_micro_batch=4096"), check_cluster=False)
+    assert err.value.field == "sft.engine.max_tokens_per_micro_batch" and "sft.max_seq_len" in err.value.fix

@@ -131,7 +131,7 @@ def test_prompt_sampler_is_a_function_of_the_step():
 
 
 def test_pack_aligns_targets_masks_and_engine_logprobs():
-    from m2rl.rl.learner import pack, split
+    from m2rl.rl.batching import pack, split
 
     items = [{"prompt": np.array([5, 6, 7]), "ids": np.array([8, 9]), "logprobs": np.array([-0.1, -0.2]), "adv": 1.0},
              {"prompt": np.array([5]), "ids": np.array([4, 3, 2]), "logprobs": np.array([-1., -2., -3.]), "adv": -1.0}]
@@ -260,3 +260,35 @@ def test_bucketed_weight_broadcast_streams_every_named_tensor():
     sd = model.state_dict()
     assert set(got) == set(sd) and "lm_head.weight" in got
     assert all(torch.equal(got[k], sd[k]) for k in sd)
+
+
+def test_a_broken_verifier_shows_up_in_error_frac_per_domain(caplog):
+    """A math sample whose reward spec lacks its answer makes the real verifier raise: that
+    0 is counted as a verifier failure (per domain), logged with its message, and kept
+    apart from a wrong answer's 0."""
+    from m2rl.rewards import Scorer
+    from m2rl.rl.metrics import rollout_metrics, verifier_errors
+    from m2rl.rl.signal import SignalWatch
+    from m2rl.rollout.worker import attach_rewards
+
+    good = {"id": "g", "domain": "math", "reward_spec": {"answer": "2"}}
+    broken = {"id": "b", "domain": "math", "reward_spec": {"solution": "2"}}  # no "answer": a KeyError inside
+    sci = {"id": "s", "domain": "science", "reward_spec": {"choices": ["a", "b"], "answer": "A"}}
+    samples = [good, broken, sci]
+    texts = [["\\boxed{2}", "\\boxed{3}"], ["\\boxed{2}", "\\boxed{2}"], ["A", "B"]]
+    groups = [[{"ids": np.array([1, 2]), "text": t} for t in ts] for ts in texts]
+    rewards = Scorer(workers=0).score([s for s, ts in zip(samples, texts) for _ in ts], [t for ts in texts for t in ts])
+    attach_rewards(groups, rewards)
+    m = rollout_metrics(samples, groups)
+    assert m["reward/error_frac/math"] == 0.5 and m["reward/error_frac/science"] == 0.0
+    assert m["reward/error_frac"] == pytest.approx(2 / 6)
+    assert m["reward/mean/math"] == 0.25  # the wrong answer's 0 is not an error
+    errs = verifier_errors(samples, groups)
+    assert [(d, i) for d, i, _ in errs] == [("math", "b"), ("math", "b")] and "KeyError" in errs[0][2]
+    watch = SignalWatch(warn_after=2)
+    with caplog.at_level("WARNING", logger="m2rl.rl"):
+        watch.observe(1, "math", 1.0, errs, 6)
+        watch.observe(2, "math", 1.0, [], 6)
+    assert "math verifier failed on sample b" in caplog.text and "KeyError" in caplog.text
+    assert "2 steps in a row" in caplog.text and watch.summary()["warned"] == 1
+    assert watch.summary()["verifier_error_frac"] == pytest.approx(2 / 12)

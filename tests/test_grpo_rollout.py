@@ -95,7 +95,7 @@ def engine_greedy(engine, prompts, n):
 
 
 def test_engine_logprobs_match_the_learner(engine, learner, tiny):
-    from m2rl.rl.learner import pack
+    from m2rl.rl.batching import pack
     from m2rl.rollout.engine import SamplingSpec
 
     _, tok, prompts = tiny
@@ -105,7 +105,7 @@ def test_engine_logprobs_match_the_learner(engine, learner, tiny):
     assert all(len(it["ids"]) == len(it["logprobs"]) > 0 for it in items)
     batch = pack(items, tok.pad_token_id, learner.device)
     with torch.no_grad():
-        logp, _ = learner._forward_logp(learner.engine, batch)
+        logp, _ = learner.logprobs(learner.engine, batch)
     m = batch["mask"].bool()
     diff = (logp[m] - batch["engine_logp"][m]).abs()
     assert diff.max().item() < 2e-3, diff.max()
@@ -174,7 +174,7 @@ def test_worker_generates_and_rewards_per_domain(engine, gcfg, tiny):
 
 
 def test_grpo_step_moves_logprobs_along_the_advantages(learner, engine, tiny):
-    from m2rl.rl.learner import pack
+    from m2rl.rl.batching import pack
     from m2rl.rollout.engine import SamplingSpec
     from m2rl.weightsync.sender import state_dict_bytes
 
@@ -187,7 +187,7 @@ def test_grpo_step_moves_logprobs_along_the_advantages(learner, engine, tiny):
     def seq_logp():
         batch = pack(items, tok.pad_token_id, learner.device)
         with torch.no_grad():
-            lp, _ = learner._forward_logp(learner.engine, batch)
+            lp, _ = learner.logprobs(learner.engine, batch)
         return (lp * batch["mask"]).sum(1)
 
     before = seq_logp()

@@ -150,3 +150,25 @@ def test_report_stage_job_writes_the_experiment_report(tmp_path):
     md = (tmp_path / "exp" / "report" / "report.md").read_text()
     assert "| toy/math | toy |" in md and "| report/math | report |" in md
     assert "n/a (no Slurm record)" in md  # no queue time under the local/inline executor
+
+
+def test_runs_without_a_learning_signal_are_flagged(tmp_path):
+    from m2rl.rl.signal import SignalWatch
+
+    exp = tmp_path / "study"
+    shutil.copytree(STUDY, exp)
+    for run, zero_fracs, errors in (("grpo/math", [1.0] * 6, 0), ("grpo/code", [0.5, 1.0, 0.75, 1.0, 0.5, 0.2], 3)):
+        watch = SignalWatch(warn_after=5)  # what the GRPO job writes into DONE.json
+        for step, frac in enumerate(zero_fracs, 1):
+            watch.observe(step, run, frac, [("code", "s1", "verifier timeout")] * (errors if step == 1 else 0), 64)
+        p = exp / run / "DONE.json"
+        p.write_text(json.dumps({**json.loads(p.read_text()), "learning_signal": watch.summary()}))
+    rep = generate(exp, tmp_path / "out", STUDY_SACCT)
+    md = (tmp_path / "out" / "report.md").read_text()
+    sec = md[md.index("Learning signal"):]
+    assert "grpo/math: long runs of steps" in sec and "grpo/code:" not in sec.split("|")[0]
+    math_row = next(ln for ln in sec.splitlines() if ln.startswith("| grpo/math"))
+    code_row = next(ln for ln in sec.splitlines() if ln.startswith("| grpo/code"))
+    assert "6 (100%)" in math_row and "| 6 |" in math_row
+    assert "2 (33%)" in code_row and "0.8%" in code_row  # 3 failures of 384 completions
+    assert rep.summary["runs"]["grpo/math"]["learning_signal"]["longest_zero_streak"] == 6

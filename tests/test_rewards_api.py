@@ -60,7 +60,7 @@ def test_pool_is_reused_and_large_batches_work(scorer):
 
 def test_unknown_domain_is_a_zero_with_the_error(scorer):
     r = scorer.score([{"id": "a", "domain": "agent", "reward_spec": {}}], ["x"])[0]
-    assert r.reward == 0.0 and "agent" in r.info["error"]
+    assert r.reward == 0.0 and "agent" in r.info["verifier_error"]
 
 
 def test_inline_matches_pool(scorer):

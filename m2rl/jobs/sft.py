@@ -46,6 +46,9 @@ def validate(cfg, layout: Layout) -> None:
           "torch (AdamW, no compile) or deepspeed (DeepSpeed's Adam kernels)")
     check(e.micro_batch_size >= 1, "engine.micro_batch_size", "must be >= 1", "e.g. 8")
     check(e.grad_accum >= 1, "engine.grad_accum", "must be >= 1", "e.g. 1")
+    check(e.max_tokens_per_micro_batch == 0, "engine.max_tokens_per_micro_batch",
+          "token-budget micro-batches are an RL learner setting; SFT batches by rows",
+          "leave it at 0 and bound SFT rows with sft.max_seq_len (sft.packing=true fills them)")
     check(not (e.offload_optimizer and e.zero_stage == 0), "engine.offload_optimizer",
           "optimizer offload needs ZeRO stage 1, 2 or 3", "set sft.engine.zero_stage=2 or offload_optimizer=false")
     check(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}", "e.g. sft.optim.lr=1e-4")

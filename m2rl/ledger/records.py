@@ -100,6 +100,12 @@ class RunInfo:
         return None, False
 
     @property
+    def learning_signal(self) -> dict | None:
+        """An RL run's zero-advantage and verifier-failure counts (DONE.json, m2rl.rl.signal)."""
+        v = (self.done or {}).get("learning_signal")
+        return v if isinstance(v, dict) else None
+
+    @property
     def generated_tokens(self) -> float | None:
         v = (self.done or {}).get("generated_tokens")
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None

@@ -83,6 +83,7 @@ def document(exp: Path, led: Ledger, comp: compare.Comparison, results: list[eva
     cost.summary_section(doc, led, comp, files, out)
     cost.ratios_section(doc, comp, files, out, U)
     runs.runs_section(doc, led, files, out)
+    runs.signal_section(doc, led)
     preemption.interruptions_section(doc, led)
     accuracy.accuracy_section(doc, results, files, out, U)
     runs.tensorboard_section(doc, exp, led)

@@ -69,7 +69,7 @@ def summary(exp: Path, led: Ledger, comp: compare.Comparison, results, problems)
         "runs": {k: {"arm": t.run.arm, "stage": t.run.stage, "domain": t.run.domain, "batch": t.run.batch,
                      "rollouts": t.run.rollouts, "steps": t.run.steps, "gpus": t.gpus, "gpu_s": t.gpu_s,
                      "gpu_s_slurm": t.gpu_s_slurm, "gpu_s_jobside": t.gpu_s_jobside, "job_gpu_s": t.job_gpu_s,
-                     "attempts": len(t.run.attempts), "entries": len(t.entries), "interruptions": t.interruptions,
+                     "attempts": len(t.run.attempts), "entries": len(t.entries), "learning_signal": t.run.learning_signal, "interruptions": t.interruptions,
                      "lost_work_s": t.lost_work_s, "lost_gpu_s": t.lost_gpu_s, "queued_s": t.queued_s,
                      "resume_overhead_gpu_s": t.resume_overhead_gpu_s, "finished": t.run.finished,
                      "notes": t.notes} for k, t in sorted(led.runs.items())},

@@ -30,6 +30,31 @@ def runs_section(doc: Doc, led: Ledger, files, out) -> None:
         doc.img(*r, f"{U} time per run")
 
 
+def signal_section(doc: Doc, led: Ledger) -> None:
+    """Runs that had nothing to learn from: every group's rewards equal (zero advantage) on
+    many steps, or rewards the verifier could not give."""
+    rows, dead = [], []
+    for key, t in sorted(led.runs.items()):
+        sig = t.run.learning_signal
+        if not sig or not sig.get("steps"):
+            continue
+        steps, zero = int(sig["steps"]), int(sig.get("zero_advantage_steps", 0))
+        rows.append([key, fmt_num(steps), f"{zero} ({zero / steps:.0%})", fmt_num(sig.get("longest_zero_streak", 0)),
+                     f"{float(sig.get('verifier_error_frac', 0.0)):.1%}"])
+        if sig.get("warned") or zero == steps:
+            dead.append(key)
+    if not rows:
+        return
+    doc.h(2, "Learning signal")
+    if dead:
+        doc.warn(f"{', '.join(dead[:10])}{' ...' if len(dead) > 10 else ''}: long runs of steps where every group's "
+                 "rollouts got the same reward, so the advantages and the gradient were zero. The model never (or "
+                 "always) solves these prompts: start RL from an SFT checkpoint, use easier data or bigger groups.")
+    doc.table(["run", "steps", "zero-advantage steps", "longest streak", "verifier failures"], rows, align="lrrrr",
+              caption="Zero-advantage step: every group's rewards equal. Verifier failures: completions the "
+                      "verifier crashed or timed out on (scored 0).")
+
+
 def tensorboard_section(doc: Doc, exp: Path, led: Ledger) -> None:
     doc.h(1, "Training curves")
     tb = sorted(k for k, t in led.runs.items() if (t.run.path / "tb").is_dir())

@@ -23,6 +23,10 @@ DOMAINS = ("math", "code", "science", "if")
 
 @dataclass
 class RewardResult:
+    """`info["verifier_error"]` is set when the verifier itself crashed or overran its time
+    budget: that 0 says nothing about the response (a domain verifier's own "error", e.g.
+    a failing test's stderr, is about the response)."""
+
     reward: float
     domain: str
     info: dict = field(default_factory=dict)
@@ -57,7 +61,7 @@ def _verify_chunk(items: list[tuple], cfg: RewardConfig) -> list[tuple[float, di
         try:
             out.append(_verify_one(domain, answer, spec, key, cfg))
         except Exception as e:  # a verifier crash is a 0, never a lost batch
-            out.append((0.0, {"error": f"{type(e).__name__}: {e}"[:300]}))
+            out.append((0.0, {"verifier_error": f"{type(e).__name__}: {e}"[:300]}))
     return out
 
 
@@ -150,7 +154,7 @@ class Scorer:
                 values = handle.get(timeout=max(0.1, deadline - time.monotonic()))
             except mp.TimeoutError:
                 broken = True
-                values = [(0.0, {"error": "verifier timeout"})] * len(idx)
+                values = [(0.0, {"verifier_error": "verifier timeout"})] * len(idx)
             for i, v in zip(idx, values):
                 out[i] = v
         if broken:

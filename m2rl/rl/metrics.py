@@ -27,7 +27,8 @@ def rollout_metrics(samples: list[dict], groups: list[list[dict]]) -> dict[str, 
         rewards = [c["reward"] for c in group]
         zero_groups += int(max(rewards) == min(rewards))
         for c in group:
-            row = (c["reward"], len(c["ids"]), c.get("finish") == "length", c.get("format_ok", True))
+            row = (c["reward"], len(c["ids"]), c.get("finish") == "length", c.get("format_ok", True),
+                   "verifier_error" in c)
             rows.append(row)
             per[sample["domain"]].append(row)
     out = _summary(rows, "")
@@ -45,7 +46,15 @@ def _summary(rows: list[tuple], suffix: str) -> dict[str, float]:
         f"response/length{suffix}": sum(r[1] for r in rows) / n,
         f"response/truncated_frac{suffix}": sum(r[2] for r in rows) / n,
         f"response/format_ok_frac{suffix}": sum(r[3] for r in rows) / n,
+        # rewards the verifier could not give (it crashed or timed out): 0s that say nothing
+        f"reward/error_frac{suffix}": sum(r[4] for r in rows) / n,
     }
+
+
+def verifier_errors(samples: list[dict], groups: list[list[dict]]) -> list[tuple[str, str, str]]:
+    """(domain, sample id, message) of every completion the verifier failed on."""
+    return [(s["domain"], str(s.get("id", "?")), c["verifier_error"])
+            for s, group in zip(samples, groups) for c in group if "verifier_error" in c]
 
 
 def learner_metrics(stats: dict[str, float]) -> dict[str, float]:

@@ -106,11 +106,22 @@ class RolloutEngine:
             group = []
             for o in sorted(out.outputs, key=lambda o: o.index):
                 ids = list(o.token_ids)
-                lps = [pos[t].logprob for t, pos in zip(ids, o.logprobs)] if o.logprobs is not None else [0.0] * len(ids)
-                group.append({"ids": np.asarray(ids, dtype=np.int32), "logprobs": np.asarray(lps, dtype=np.float32),
+                group.append({"ids": np.asarray(ids, dtype=np.int32), "logprobs": sampled_logprobs(ids, o.logprobs),
                               "text": o.text, "finish": o.finish_reason or ""})
             groups.append(group)
         return groups
+
+
+def sampled_logprobs(ids: list[int], logprobs) -> np.ndarray:
+    """The engine's log-prob of each sampled token. Missing ones are an error: a zero would
+    read as probability 1 and silently skew the importance weights."""
+    if logprobs is None or len(logprobs) != len(ids):
+        raise RuntimeError(f"the engine returned {'no' if logprobs is None else len(logprobs)} log-probs for "
+                           f"{len(ids)} sampled tokens: request them (SamplingParams.logprobs=0)")
+    try:
+        return np.asarray([pos[t].logprob for t, pos in zip(ids, logprobs)], dtype=np.float32)
+    except (KeyError, TypeError) as err:
+        raise RuntimeError(f"the engine's log-probs lack a sampled token ({err!r})") from None
 
 
 def spec_dict(spec: SamplingSpec) -> dict:

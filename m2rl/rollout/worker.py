@@ -52,14 +52,22 @@ class RolloutWorker:
         texts = [c["text"] for g in groups for c in g]
         rewards = self.scorer.score(samples, texts)
         t2 = time.perf_counter()
-        k = 0
-        for g in groups:
-            for c in g:
-                c["reward"] = float(rewards[k].reward)
-                c["format_ok"] = bool(rewards[k].info.get("format_ok", True))
-                if not msg.get("keep_text"):
-                    c.pop("text")
-                k += 1
+        attach_rewards(groups, rewards, keep_text=bool(msg.get("keep_text")))
         tokens = int(sum(len(c["ids"]) for g in groups for c in g))
         return {"op": "generated", "groups": groups, "tokens": tokens,
                 "generate_s": t1 - t0, "reward_s": t2 - t1}
+
+
+def attach_rewards(groups: list[list[dict]], rewards: list, keep_text: bool = False) -> None:
+    """Each completion gets its reward, whether its format passed, and the verifier's own
+    failure (crash or timeout) when there was one."""
+    k = 0
+    for g in groups:
+        for c in g:
+            c["reward"] = float(rewards[k].reward)
+            c["format_ok"] = bool(rewards[k].info.get("format_ok", True))
+            if rewards[k].info.get("verifier_error"):
+                c["verifier_error"] = str(rewards[k].info["verifier_error"])
+            if not keep_text:
+                c.pop("text")
+            k += 1

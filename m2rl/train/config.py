@@ -21,6 +21,9 @@ class EngineConfig:
     zero_stage: int = 2  # 0 (plain DDP), 1, 2 or 3
     precision: str = "auto"  # auto = bf16 on GPU, fp32 on CPU
     micro_batch_size: int = 8  # sequences per process per forward
+    # RL learners (GRPO): micro-batches by this token budget (rows x longest row, rows sorted
+    # by length) instead of micro_batch_size rows; 0 = off. At least the longest possible row.
+    max_tokens_per_micro_batch: int = 0
     grad_accum: int = 1  # micro-batches per optimizer step
     # torch: torch.optim.AdamW (no JIT compile); deepspeed: DeepSpeed's FusedAdam/CPUAdam (compiles on first use)
     optimizer: str = "torch"

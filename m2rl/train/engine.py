@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from m2rl.train.config import EngineConfig, OptimConfig
@@ -47,6 +48,29 @@ def ds_config(engine: EngineConfig, optim: OptimConfig, world_size: int, precisi
     elif precision == "fp16":
         conf["fp16"] = {"enabled": True, "initial_scale_power": 16}
     return conf
+
+
+@contextmanager
+def partitioned_init(engine: EngineConfig, optim: OptimConfig):
+    """Under ZeRO-3, models loaded inside this block (transformers' from_pretrained) are
+    built partitioned across the ranks (deepspeed.zero.Init), each rank reading only its
+    shard: no rank ever holds a full fp32 copy. A no-op for ZeRO 0-2."""
+    if int(engine.zero_stage) != 3:
+        with nullcontext():
+            yield
+        return
+    import torch.distributed as td
+    from transformers.integrations import HfDeepSpeedConfig
+
+    from m2rl.train.distributed import device
+
+    world = td.get_world_size() if td.is_initialized() else 1
+    conf = ds_config(engine, optim, world, resolve_precision(engine.precision, device().type))
+    keep = HfDeepSpeedConfig(conf)  # transformers reads it through a weak reference while it lives
+    try:
+        yield
+    finally:
+        del keep
 
 
 def make_optimizer(params, engine: EngineConfig, optim: OptimConfig):

@@ -57,7 +57,20 @@ def validate(cfg, layout: Layout) -> None:
     check(g.temperature > 0, "temperature", f"must be > 0 for sampling, got {g.temperature}", "e.g. 1.0")
     check(0 < g.top_p <= 1, "top_p", f"must lie in (0, 1], got {g.top_p}", "e.g. 1.0")
     check(not g.tis or g.tis_cap >= 1, "tis_cap", f"must be >= 1, got {g.tis_cap}", "e.g. grpo.tis_cap=2")
+    check(g.logprob_chunk_tokens >= 1, "logprob_chunk_tokens", f"must be >= 1, got {g.logprob_chunk_tokens}",
+          "e.g. 2048 (fp32 logits of that many tokens at a time)")
+    longest = int(g.max_prompt_tokens) + int(g.max_new_tokens)
+    budget = int(g.engine.max_tokens_per_micro_batch)
+    check(budget == 0 or budget >= longest, "engine.max_tokens_per_micro_batch",
+          f"a budget of {budget} tokens is below the longest possible row ({longest} = max_prompt_tokens + "
+          "max_new_tokens)", f"set grpo.engine.max_tokens_per_micro_batch>={longest}, or 0 for row-count batches")
+    check(not g.tis or (g.top_p >= 1 and g.top_k == 0), "tis",
+          f"truncated importance sampling with top_p={g.top_p}, top_k={g.top_k}: the engine samples from the "
+          "truncated distribution and reports its log-probs, while the learner's log-probs are the full "
+          "distribution's, so the IS weights would measure the truncation, not the engine/learner gap",
+          "sample untruncated (grpo.top_p=1.0 grpo.top_k=0, the study's setting) or turn it off with grpo.tis=false")
     check(g.kl_coef >= 0, "kl_coef", f"must be >= 0, got {g.kl_coef}", "0 turns the KL term off (the study)")
+    check(g.warn_zero_advantage_steps >= 0, "warn_zero_advantage_steps", "must be >= 0", "0 turns the warning off")
     check(g.max_staleness >= 0, "max_staleness", "must be >= 0", "0 = synchronous (the study)")
     check(g.eval_prompts >= 0 and g.eval_every >= 0, "eval_prompts", "must be >= 0", "0 turns evaluation off")
     check(g.rollout_workers >= 0, "rollout_workers", "must be >= 0", "e.g. grpo.rollout_workers=1")

@@ -42,7 +42,11 @@ class GRPOConfig:
     tis: bool = True  # truncated importance sampling: min(p_learner / p_engine, tis_cap)
     tis_cap: float = 2.0
     kl_coef: float = 0.0  # low-variance (k3) KL to the initial policy; 0 = no reference model
-    mini_batches: int = 1  # optimizer steps per rollout batch (the study: 1)
+    # optimizer steps per rollout batch (the study: 1). With 1, the PPO ratio is exactly 1
+    # (the learner's own policy is the proximal one), so the clip (clip_low/clip_high)
+    # never acts: only truncated importance sampling (tis) corrects the engine/learner gap.
+    # The clip matters from mini_batches=2 on.
+    mini_batches: int = 1
     # skip the forward/backward of rollouts whose advantage is 0 (groups with equal rewards):
     # the same gradient for less compute (applies with mini_batches=1 and kl_coef=0)
     skip_zero_advantage: bool = True
@@ -71,5 +75,10 @@ class GRPOConfig:
     eval_every: int = 0
     eval_samples: int = 1
     log_every: int = 1
+    # warn when this many consecutive steps had every group's rewards equal (zero advantage
+    # everywhere: nothing to learn); 0 = never. The count is in DONE.json and the report.
+    warn_zero_advantage_steps: int = 5
+    # learner memory: response tokens per output-head chunk (fp32 logits of one chunk at a time)
+    logprob_chunk_tokens: int = 2048
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(zero_stage=2, micro_batch_size=8))
     optim: OptimConfig = field(default_factory=_study_optim)

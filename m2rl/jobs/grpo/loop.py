@@ -156,7 +156,7 @@ def _items(reqs: list[dict], groups: list[list[dict]], g) -> list[dict]:
 
 def _mini_sizes(items: list[dict], learners: int, mini_batches: int) -> tuple[list[float], list[int]]:
     """Tokens and sequences of each mini-batch over all learners (every rank computes it)."""
-    from m2rl.rl.learner import shard, split
+    from m2rl.rl.batching import shard, split
 
     tokens, seqs = [0.0] * mini_batches, [0] * mini_batches
     for r in range(learners):
@@ -200,8 +200,10 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
     import torch
 
     from m2rl.models import load_tokenizer
-    from m2rl.rl.learner import Learner, shard
-    from m2rl.rl.metrics import MetricsLog, learner_metrics, rollout_metrics, time_metrics
+    from m2rl.rl.batching import shard
+    from m2rl.rl.learner import Learner
+    from m2rl.rl.metrics import MetricsLog, learner_metrics, rollout_metrics, time_metrics, verifier_errors
+    from m2rl.rl.signal import SignalWatch
     from m2rl.rollout.fleet import LocalFleet, RemoteFleet
     from m2rl.rollout.transport import DriverChannel
     from m2rl.train.checkpoint import load_engine, save_engine
@@ -225,6 +227,7 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
         client = load_engine(learner.engine, ck.path)
         step, totals, history = int(client["step"]), dict(client["totals"]), dict(client.get("history", {}))
 
+    watch = SignalWatch(int(g.warn_zero_advantage_steps), history.get("signal"))
     tp = int(g.tensor_parallel_size)
     method = choose_method(str(g.weight_sync), roles, int(cfg.cluster.gpus_per_node), ctx.dist.num_nodes, tp)
     fleet, driver, metrics = None, None, None
@@ -302,6 +305,10 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
                                        t_sync - t_learn, generated, trained),
                         "totals/prompts": totals["prompts"], "totals/generated_tokens": totals["generated_tokens"]}
                 metrics.step(step, last)
+                samples = [r["sample"] for r in reqs]
+                watch.observe(step, cfg.domain.name, last["advantage/zero_groups_frac"],
+                              verifier_errors(samples, gen.groups), sum(len(grp) for grp in gen.groups))
+                history["signal"] = watch.state()
             if int(g.eval_every) and step % int(g.eval_every) == 0 and step < int(g.steps):
                 evaluate(step)
             ctx.boundary(step, save)
@@ -325,6 +332,8 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
               "seconds": {k: round(v, 3) for k, v in totals.items() if k.endswith("_s")}}
     if history.get("eval"):
         result["eval"] = history["eval"]
+    if role.is_driver:
+        result["learning_signal"] = watch.summary()
     if last:
         result["last"] = {k: last[k] for k in ("reward/mean", "reward/pass_rate", "response/length") if k in last}
     if g.export:
