@@ -67,7 +67,8 @@ def wait_for(pred, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _cluster_up() -> tuple[bool, str]:
+def cluster_up() -> tuple[bool, str]:
+    """(up, why not): brings up the local Slurm cluster (slurm/cluster.sh up, idempotent)."""
     if shutil.which("bash") is None or not (REPO / "slurm" / "cluster.sh").is_file():
         return False, "slurm/cluster.sh is missing"
     if os.geteuid() != 0:
@@ -77,14 +78,28 @@ def _cluster_up() -> tuple[bool, str]:
     return proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
+def pytest_sessionstart(session):
+    """Everything M2RL_REQUIRE names must be here and work, or the run stops at once."""
+    import deps
+
+    try:
+        names = deps.required()
+    except ValueError as e:
+        pytest.exit(str(e), returncode=4)
+    missing = [f"{n}: {why}" for n in names for ok, why in [deps.probe(n)] if not ok]
+    if missing:
+        pytest.exit("M2RL_REQUIRE names what this machine must have; missing or broken:\n  "
+                    + "\n  ".join(missing), returncode=4)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """The real one-node Slurm cluster (slurm/cluster.sh up). Skips only where it cannot
-    run at all; under CI (M2RL_REQUIRE_SLURM=1) a cluster that fails to start fails."""
-    ok, why = _cluster_up()
+    run at all, and never where M2RL_REQUIRE names slurm (CI)."""
+    import deps
+
+    ok, why = deps.probe("slurm")
     if not ok:
-        if os.environ.get("M2RL_REQUIRE_SLURM") == "1":
-            pytest.fail(f"local Slurm cluster did not come up: {why}")
         pytest.skip(f"local Slurm cluster unavailable: {why}")
     return True
 

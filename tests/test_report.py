@@ -74,6 +74,29 @@ def test_accuracy_table_and_model_costs(study_report):
     assert re.search(r"\| RL-Multi \| mixed \| 2166\.4 \| 73\.85 \|", md)
 
 
+def test_a_merge_is_charged_the_runs_it_merged(tmp_path):
+    """merge.domains / merge.models (MergeConfig's own keys) decide which RL runs a merged
+    model's cost includes, not "every single-domain run"."""
+    import yaml
+
+    exp = tmp_path / "study"
+    shutil.copytree(STUDY, exp)
+    cfg_path = exp / "merge" / "ties" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["merge"]["domains"] = ["math", "if"]  # models: auto -> grpo/math, grpo/if
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    evals = {e["label"]: e for e in generate(exp, tmp_path / "r1", STUDY_SACCT).summary["evals"]}
+    assert evals["Merged (TIES)"]["cost_gpu_s"] / 3600 == pytest.approx(2172.8 + 377.6)
+    assert "grpo/math, grpo/if" in evals["Merged (TIES)"]["cost_note"]
+
+    # explicit dirs: a {name: dir} map with one run's export and one model from elsewhere
+    cfg["merge"]["models"] = {"code": str(exp / "grpo" / "code" / "export"), "other": str(tmp_path / "hf-model")}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    evals = {e["label"]: e for e in generate(exp, tmp_path / "r2", STUDY_SACCT).summary["evals"]}
+    assert evals["Merged (TIES)"]["cost_gpu_s"] / 3600 == pytest.approx(3187.2)
+    assert "not counted: " + str(tmp_path / "hf-model") in evals["Merged (TIES)"]["cost_note"]
+
+
 def test_per_token_and_measured_prompts(tmp_path):
     exp = tmp_path / "study"
     shutil.copytree(STUDY, exp)

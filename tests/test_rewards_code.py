@@ -1,13 +1,13 @@
 """Code reward: the last code block, every test, the fraction passed."""
-import shutil
 
 import pytest
 
+from deps import requires
 from m2rl.rewards import code
 
 SPEC = {"tests": [{"input": "1 2\n", "output": "3\n"}, {"input": "5 5\n", "output": "10\n"},
                   {"input": "-1 1\n", "output": "0\n"}], "time_limit_s": 5}
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+needs_bwrap = requires("bwrap")
 
 
 def test_last_code_block():

@@ -112,3 +112,17 @@ def test_time_guard_fires_one_step_before_the_deadline():
     assert not g.must_stop(save_s=5, now=now + 76)   # 76+8+5+10 = 99 < 100
     assert g.must_stop(save_s=5, now=now + 78)       # one more step and a save won't fit
     assert not TimeLimitGuard(None).must_stop(1e9)
+
+
+def test_a_multi_node_jobs_cpus_are_every_nodes(monkeypatch):
+    """The attempt record's `cpus` (CPU-hours of CPU jobs) is the whole job's, not one node's."""
+    from m2rl.runtime.attempts import allocated_cpus
+
+    for var in ("SLURM_JOB_CPUS_PER_NODE", "SLURM_CPUS_ON_NODE"):
+        monkeypatch.delenv(var, raising=False)
+    assert allocated_cpus(4, 2) == 8  # no Slurm: the configured count per node x nodes
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "6")
+    assert allocated_cpus(4, 3) == 18
+    for spec, want in (("8(x2)", 16), ("72(x2),36", 180), ("8", 8)):
+        monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", spec)
+        assert allocated_cpus(4, 2) == want, spec

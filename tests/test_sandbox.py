@@ -5,7 +5,6 @@ Each snippet prints the expected output "pwned" only if its attack worked, so a 
 """
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,11 +14,11 @@ import uuid
 
 import pytest
 
+from deps import requires
 from m2rl.rewards import code
 from m2rl.rewards.sandbox import Limits, isolation, run_python
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None,
-                                reason="bubblewrap missing: apt-get install bubblewrap")
+pytestmark = requires("bwrap")
 SPEC = {"tests": [{"input": "", "output": "pwned\n"}], "time_limit_s": 3}
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from deps import requires
 from conftest import attempts, launch
 
 # a short run: 6 steps of 8 rows, checkpoints at 3 and 6, a held-out eval at 3
@@ -103,9 +104,9 @@ def test_two_processes_zero3_train_like_one(one_process, tmp_path):
 
 @pytest.mark.vllm
 @pytest.mark.slow
+@requires("vllm")
 def test_export_loads_in_vllm_and_matches_transformers(one_process, tmp_path):
     """vLLM serves the export directly; its greedy continuation equals transformers'."""
-    pytest.importorskip("vllm")
     import subprocess
     import sys
 

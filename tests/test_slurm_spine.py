@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -132,3 +133,23 @@ def test_time_limit_guard_saves_and_requeues_before_the_end(slurm_cluster, tmp_p
     assert guarded["end_time"] - guarded["start_time"] < 60  # well inside its allocation
     assert recs[-1]["state"] == "completed"
     assert json.loads((run / "DONE.json").read_text())["step"] == 70
+
+
+def test_squeue_end_time_is_read_in_utc_whatever_the_zone(slurm_cluster, tmp_path):
+    """The time guard's deadline from squeue's zone-less EndTime, in a process whose zone
+    is 14 hours from UTC: still the job's real end (start + its 10-minute limit)."""
+    job = subprocess.run(["sbatch", "--parsable", "-p", "cpu", "-c", "1", "--time=10", "-o", "/dev/null",
+                          "--wrap", "sleep 120"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        from conftest import wait_for
+
+        wait_for(lambda: subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
+                                        text=True).stdout.strip() == "RUNNING", 60, "the job to start")
+        started_at = time.time()
+        code = f"from m2rl.runtime.timelimit import slurm_end_time; print(slurm_end_time('{job}'))"
+        for tz in ("Pacific/Kiritimati", "America/Los_Angeles"):
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 env={**os.environ, "TZ": tz}).stdout
+            assert abs(float(out) - (started_at + 600)) < 30, (tz, out, started_at)
+    finally:
+        subprocess.run(["scancel", job])

@@ -74,7 +74,7 @@ def summary(exp: Path, led: Ledger, comp: compare.Comparison, results, problems)
                      "resume_overhead_gpu_s": t.resume_overhead_gpu_s, "finished": t.run.finished,
                      "notes": t.notes} for k, t in sorted(led.runs.items())},
         "evals": [{"label": r.label, "model_run": r.model_run, "arm": r.arm, "scores": r.scores,
-                   "cost_gpu_s": r.cost_gpu_s} for r in results],
+                   "cost_gpu_s": r.cost_gpu_s, "cost_note": r.cost_note} for r in results],
         "problems": [{"path": p.path, "kind": p.kind, "message": p.message} for p in problems],
         "notes": led.notes,
     }

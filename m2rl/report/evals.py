@@ -14,9 +14,11 @@ One file per evaluated model: `<paths.root>/<experiment>/eval/<run_name>/results
     }
 
 The cost of a model is the RL GPU time it took beyond the shared SFT base: its own run;
-for a merged model the merge job plus the single-domain RL runs it merged (its config's
-`merge.sources`, else every single-domain RL run); for MT-OPD the distillation run plus
-its teachers (`opd.teachers`, else every single-domain RL run); 0 for the base model.
+for a merged model the merge job plus the RL runs it merged (its config's `merge.models`:
+`auto` = `grpo/<d>` for each of `merge.domains`; a `{name: dir}` map or a list of dirs,
+each matched to the run whose directory or export it is); for MT-OPD the distillation
+run plus its teachers (`opd.teachers`, else every single-domain RL run); 0 for the base
+model. An input that is not a run of this experiment is named in the cost note.
 """
 from __future__ import annotations
 
@@ -59,6 +61,37 @@ def _listed(ledger: Ledger, key: str, section: str, field: str) -> list[str] | N
     return [k for k in keys if k in ledger.runs]
 
 
+def _run_of_dir(ledger: Ledger, d: str) -> str | None:
+    """The run whose directory (or its export/) is `d`, or, for an experiment copied or
+    moved since, the run at the same `<stage>/<run>` inside it."""
+    p = Path(d)
+    if p.name == "export":
+        p = p.parent
+    for k, t in ledger.runs.items():
+        if p == t.run.path or p.resolve() == t.run.path.resolve():
+            return k
+    key = "/".join(p.parts[-2:])
+    return key if key in ledger.runs else None
+
+
+def merge_inputs(ledger: Ledger, key: str) -> tuple[list[str], list[str]]:
+    """(runs of this experiment a merge job merged, inputs that are not), from the keys
+    MergeConfig has (`models`, `domains`)."""
+    sec = (ledger.runs[key].run.config or {}).get("merge") or {}
+    models = sec.get("models", "auto")
+    if models in (None, "auto"):
+        names = [f"grpo/{d}" for d in (sec.get("domains") or [])]
+        return [n for n in names if n in ledger.runs], [n for n in names if n not in ledger.runs]
+    found, outside = [], []
+    items = models.items() if isinstance(models, dict) else [(None, m) for m in models]
+    for name, d in items:
+        k = _run_of_dir(ledger, str(d))
+        if k is None and name is not None and f"grpo/{name}" in ledger.runs:
+            k = f"grpo/{name}"
+        (found.append(k) if k else outside.append(str(d)))
+    return found, outside
+
+
 def model_cost(ledger: Ledger, key: str) -> tuple[float | None, str]:
     """RL GPU-seconds that produced the model of run `key`, and how they were summed."""
     if key not in ledger.runs:
@@ -68,8 +101,11 @@ def model_cost(ledger: Ledger, key: str) -> tuple[float | None, str]:
     if run.arm == "base":
         return 0.0, "the shared base model (its cost is outside every arm)"
     if run.stage == "merge":
-        src = _listed(ledger, key, "merge", "sources") or separate_rl_keys(ledger)
-        return own + sum(ledger.runs[k].gpu_s for k in src), f"merge + {len(src)} single-domain RL run(s)"
+        src, outside = merge_inputs(ledger, key)
+        note = f"merge + {len(src)} RL run(s) ({', '.join(src)})"
+        if outside:
+            note += f"; not runs of this experiment, not counted: {', '.join(outside)}"
+        return own + sum(ledger.runs[k].gpu_s for k in src), note
     if run.arm == "opd":
         src = _listed(ledger, key, "opd", "teachers") or separate_rl_keys(ledger)
         return own + sum(ledger.runs[k].gpu_s for k in src), f"MT-OPD + {len(src)} teacher run(s)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -69,6 +70,20 @@ def _env_int(name: str) -> int | None:
     return int(v) if v not in (None, "") else None
 
 
+def allocated_cpus(configured_per_node: int, nodes: int) -> int:
+    """CPUs of the whole job: Slurm's SLURM_JOB_CPUS_PER_NODE ("72(x2),36" = 180) where it
+    says, else SLURM_CPUS_ON_NODE or the configured count, times the nodes."""
+    spec = os.environ.get("SLURM_JOB_CPUS_PER_NODE", "")
+    m = re.fullmatch(r"\s*(\d+(\(x\d+\))?)(\s*,\s*\d+(\(x\d+\))?)*\s*", spec)
+    if m:
+        total = 0
+        for part in spec.split(","):
+            n, _, times = part.strip().partition("(x")
+            total += int(n) * (int(times.rstrip(")")) if times else 1)
+        return total
+    return (_env_int("SLURM_CPUS_ON_NODE") or configured_per_node) * nodes
+
+
 def allocated_gpus(configured_per_node: int, nodes: int) -> int:
     """GPUs of the whole job: Slurm's count where it says, else the configured count."""
     per_node = _env_int("SLURM_GPUS_ON_NODE")
@@ -96,7 +111,7 @@ class AttemptRecorder:
         return out
 
     def start(self, run: dict, executor: str, configured_gpus_per_node: int, **kw) -> Attempt:
-        configured_nodes, configured_cpus = kw.pop("nodes", 1), kw.pop("cpus", 1)
+        configured_nodes, configured_cpus = kw.pop("nodes", 1), kw.pop("cpus", 1)  # cpus: per node
         nodes = _env_int("SLURM_JOB_NUM_NODES") or configured_nodes
         index = len(list(self.dir.glob("attempt-*.json"))) if self.dir.is_dir() else 0
         self.record = Attempt(
@@ -110,7 +125,7 @@ class AttemptRecorder:
             partition=os.environ.get("SLURM_JOB_PARTITION"),
             nodes=nodes,
             gpus=allocated_gpus(configured_gpus_per_node, nodes),
-            cpus=_env_int("SLURM_CPUS_ON_NODE") or configured_cpus,
+            cpus=allocated_cpus(configured_cpus, nodes),
             **kw,
         )
         if self.enabled:

@@ -10,11 +10,17 @@ import time
 
 
 def slurm_end_time(job_id: str) -> float | None:
+    """The job's EndTime as a Unix time. squeue prints local time without a zone: it is
+    asked in UTC (TZ=UTC) and read as UTC, whatever this process's or the node's zone."""
     try:
         out = subprocess.run(
-            ["squeue", "-h", "-j", job_id, "-o", "%e"], capture_output=True, text=True, timeout=20
+            ["squeue", "-h", "-j", job_id, "-o", "%e"], capture_output=True, text=True, timeout=20,
+            env={**os.environ, "TZ": "UTC"},
         ).stdout.strip()
-        return dt.datetime.fromisoformat(out.splitlines()[0]).timestamp() if out else None
+        if not out:
+            return None
+        end = dt.datetime.fromisoformat(out.splitlines()[0])
+        return end.replace(tzinfo=dt.timezone.utc).timestamp()
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return None
 
