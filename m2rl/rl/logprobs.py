@@ -69,7 +69,9 @@ def response_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     # whole model in the graph, so every rank's backward runs the same gradient collectives
     for s in range(0, max(1, h.shape[0]), max(1, int(chunk_tokens))):
         args = (head, h[s:s + chunk_tokens], targets[s:s + chunk_tokens], float(temperature), with_entropy)
-        lp, ent = checkpoint(_head_logp, *args, use_reentrant=False) if grad else _head_logp(*args)
+        # one chunk in all: its logits are the peak either way, so recomputing them buys nothing
+        ckpt = grad and h.shape[0] > chunk_tokens
+        lp, ent = checkpoint(_head_logp, *args, use_reentrant=False) if ckpt else _head_logp(*args)
         parts.append(lp)
         ents.append(ent)
     B, T1 = mask.shape
