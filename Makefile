@@ -12,8 +12,8 @@ demo: venv
 	$(PY) -m m2rl.launch -m domain=multi grpo.steps=16 $(ARGS)  # the mixed arm: 2x a domain's steps, as in the study
 	$(PY) -m m2rl.report runs/default
 
-cluster-up:
-	@bash slurm/cluster.sh up
+cluster-up:  # the tests' cluster: three simulated nodes on this machine
+	@bash slurm/cluster.sh up --nodes 3
 
 cluster-down:
 	@bash slurm/cluster.sh down

@@ -148,4 +148,8 @@ def sbatch_extras(cfg: DictConfig) -> dict:
     extra = dict(OmegaConf.to_container(cfg.cluster.additional_parameters, resolve=True))
     if cfg.cluster.requeue:
         extra.setdefault("requeue", True)
-    return {"additional_parameters": extra, "setup": list(cfg.cluster.setup) or None}
+    # srun (which runs the tasks) ends the whole step when any task exits non-zero: a dead
+    # role (a rollout worker, a learner) must not leave the others blocked in a collective
+    # until dist_timeout_s. The env var is srun's own spelling of --kill-on-bad-exit=1.
+    setup = ["export SLURM_KILL_BAD_EXIT=1", *cfg.cluster.setup]
+    return {"additional_parameters": extra, "setup": setup}

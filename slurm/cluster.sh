@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# A real one-node Slurm 22.05 cluster on this machine, for m2rl's tests and local runs.
+# A real Slurm 22.05 cluster on this machine, one node or several, for m2rl's tests and local runs.
 #
-#   bash slurm/cluster.sh up      # install if needed, configure, start, wait until usable (idempotent)
-#   bash slurm/cluster.sh status  # daemons + sinfo; exit 0 only when everything is up and the node usable
-#   bash slurm/cluster.sh down    # scancel everything, stop daemons (idempotent)
-#   bash slurm/cluster.sh reset   # down, wipe job ids / spool / accounting DB, up
+#   bash slurm/cluster.sh up [--nodes N]     # install if needed, configure, start, wait until usable (idempotent)
+#   bash slurm/cluster.sh status             # daemons + sinfo; exit 0 only when everything is up and every node usable
+#   bash slurm/cluster.sh down               # scancel everything, stop daemons (idempotent)
+#   bash slurm/cluster.sh reset [--nodes N]  # down, wipe job ids / spool / accounting DB, up
+#
+# --nodes N (default: M2RL_SLURM_NODES, else the node set already configured, else 1): N=1 is one node named localhost; N>1 are nodes n1..nN,
+# one slurmd each on 127.0.0.1 with its own port (17001..), named in /etc/hosts. Switching between node
+# sets cancels the jobs still queued or running, then restarts the daemons on the new set.
 #
 # Needs root and no systemd (daemons are started directly and tracked by pid file).
 # Node size: M2RL_SLURM_CPUS (8), M2RL_SLURM_GPUS (4, fake: symlinks to /dev/null), M2RL_SLURM_MEM_MB (16000).
@@ -13,7 +17,6 @@ set -euo pipefail
 
 CLUSTER=m2rl
 ACCOUNT=m2rl
-NODE=localhost
 CPUS="${M2RL_SLURM_CPUS:-8}"
 GPUS="${M2RL_SLURM_GPUS:-4}"
 MEM_MB="${M2RL_SLURM_MEM_MB:-16000}"
@@ -23,7 +26,7 @@ STATE_DIR=/var/lib/m2rl-slurm          # ctld state (job ids), slurmd spool, Mar
 RUN_DIR=/run/m2rl-slurm                # slurm pid files
 LOG_DIR=/var/log/m2rl-slurm
 CTLD_STATE="$STATE_DIR/slurmctld"
-SLURMD_SPOOL="$STATE_DIR/slurmd"
+SLURMD_SPOOL_ROOT="$STATE_DIR"          # one spool per node: slurmd-<node>
 DB_DATA="$STATE_DIR/mysql"
 FAKE_GPU_DIR="$STATE_DIR/fake_gpus"
 DB_CNF="$STATE_DIR/mariadb.cnf"
@@ -35,7 +38,30 @@ MUNGE_PID=/run/munge/munged.pid
 MUNGE_SOCK=/run/munge/munge.socket.2
 DBD_PID="$RUN_DIR/slurmdbd.pid"
 CTLD_PID="$RUN_DIR/slurmctld.pid"
-SLURMD_PID="$RUN_DIR/slurmd.pid"
+HOSTS_TAG="# m2rl-slurm simulated nodes"
+
+# set_nodes N: NODES (the node names), NODE (the controller's host name), NODE_RANGE (slurm.conf spelling).
+set_nodes() {
+  [[ "$1" =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive integer (got '$1')"
+  NODES_N=$1
+  NODE=localhost
+  if ((NODES_N == 1)); then
+    NODES=(localhost)
+    NODE_RANGE=localhost
+  else
+    local i
+    NODES=()
+    for ((i = 1; i <= NODES_N; i++)); do NODES+=("n$i"); done
+    NODE_RANGE="n[1-$NODES_N]"
+  fi
+}
+# configured_nodes: the node count the current slurm.conf was written for (1 if there is none).
+configured_nodes() {
+  local n
+  n=$(grep -c '^NodeName=' "$CONF_DIR/slurm.conf" 2>/dev/null || true)
+  echo "${n:-1}" | awk '{print ($1 > 0 ? $1 : 1)}'
+}
+slurmd_pid() { echo "$RUN_DIR/slurmd-$1.pid"; }
 
 PACKAGES=(slurm-wlm slurmctld slurmd slurmdbd slurm-client slurm-wlm-mysql-plugin munge mariadb-server)
 
@@ -162,12 +188,23 @@ write_if_changed() {
 
 CONFIG_CHANGED=0
 
+# write_hosts: simulated node names resolve to 127.0.0.1 through one tagged /etc/hosts line.
+write_hosts() {
+  local line="" tmp
+  ((NODES_N == 1)) || line="127.0.0.1 ${NODES[*]} $HOSTS_TAG"
+  tmp=$(mktemp)
+  grep -vF "$HOSTS_TAG" /etc/hosts >"$tmp" || true
+  [[ -z "$line" ]] || echo "$line" >>"$tmp"
+  if ! cmp -s "$tmp" /etc/hosts; then cat "$tmp" >/etc/hosts; fi  # in place: /etc/hosts may be a bind mount
+  rm -f "$tmp"
+}
+
 write_config() {
   [[ "$CPUS" =~ ^[1-9][0-9]*$ ]] || die "M2RL_SLURM_CPUS must be a positive integer (got '$CPUS')"
   [[ "$GPUS" =~ ^[0-9]+$ ]] || die "M2RL_SLURM_GPUS must be an integer >= 0 (got '$GPUS')"
   [[ "$MEM_MB" =~ ^[1-9][0-9]*$ ]] || die "M2RL_SLURM_MEM_MB must be a positive integer (got '$MEM_MB')"
 
-  install -d -m 0755 -o root -g root "$CONF_DIR" "$STATE_DIR" "$LOG_DIR" "$SLURMD_SPOOL" "$FAKE_GPU_DIR"
+  install -d -m 0755 -o root -g root "$CONF_DIR" "$STATE_DIR" "$LOG_DIR" "$FAKE_GPU_DIR"
   install -d -m 0755 -o slurm -g slurm "$RUN_DIR" "$CTLD_STATE"
   # Changing SlurmUser on an existing state dir makes slurmctld silently start fresh: keep it owned.
   chown -R slurm:slurm "$CTLD_STATE"
@@ -179,7 +216,10 @@ write_config() {
   for f in slurmctld slurmdbd; do
     [[ -e "$LOG_DIR/$f.log" ]] || install -m 0640 -o slurm -g slurm /dev/null "$LOG_DIR/$f.log"
   done
-  [[ -e "$LOG_DIR/slurmd.log" ]] || install -m 0640 -o root -g root /dev/null "$LOG_DIR/slurmd.log"
+  for f in "${NODES[@]}"; do
+    install -d -m 0755 -o root -g root "$SLURMD_SPOOL_ROOT/slurmd-$f"
+    [[ -e "$LOG_DIR/slurmd-$f.log" ]] || install -m 0640 -o root -g root /dev/null "$LOG_DIR/slurmd-$f.log"
+  done
   [[ -e "$LOG_DIR/mariadb.log" ]] || install -m 0640 -o mysql -g mysql /dev/null "$LOG_DIR/mariadb.log"
   [[ -e "$LOG_DIR/munged.log" ]] || install -m 0640 -o munge -g munge /dev/null "$LOG_DIR/munged.log"
 
@@ -189,8 +229,15 @@ write_config() {
   for ((i = 0; i < GPUS; i++)); do ln -sfn /dev/null "$FAKE_GPU_DIR/gpu$i"; done
   if ((GPUS > 0)); then
     gres_node=" Gres=gpu:$GPUS"
-    gres_conf+="NodeName=$NODE Name=gpu File=$FAKE_GPU_DIR/gpu[0-$((GPUS - 1))]"$'\n'
+    gres_conf+="NodeName=$NODE_RANGE Name=gpu File=$FAKE_GPU_DIR/gpu[0-$((GPUS - 1))]"$'\n'
   fi
+  # One NodeName line per node; several nodes share 127.0.0.1 and differ by port.
+  local node_lines="" port=""
+  for ((i = 0; i < NODES_N; i++)); do
+    ((NODES_N == 1)) || port=" Port=$((17001 + i))"
+    node_lines+="NodeName=${NODES[i]} NodeAddr=127.0.0.1$port CPUs=$CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=$MEM_MB${gres_node} State=UNKNOWN"$'\n'
+  done
+  write_hosts
 
   if [[ ! -s "$DB_PASS_FILE" ]]; then
     (umask 077; head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$DB_PASS_FILE")
@@ -199,7 +246,7 @@ write_config() {
   dbpass=$(cat "$DB_PASS_FILE")
 
   write_if_changed "$CONF_DIR/slurm.conf" 0644 root:root <<EOF && CONFIG_CHANGED=1 || true
-# Written by m2rl slurm/cluster.sh: a one-node test cluster on loopback. Do not edit by hand.
+# Written by m2rl slurm/cluster.sh: a $NODES_N-node test cluster on loopback. Do not edit by hand.
 ClusterName=$CLUSTER
 SlurmctldHost=$NODE
 CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
@@ -241,18 +288,17 @@ AccountingStorageTRES=gres/gpu
 JobCompType=jobcomp/none
 # files
 StateSaveLocation=$CTLD_STATE
-SlurmdSpoolDir=$SLURMD_SPOOL
+SlurmdSpoolDir=$SLURMD_SPOOL_ROOT/slurmd-%n
 SlurmctldPidFile=$CTLD_PID
-SlurmdPidFile=$SLURMD_PID
+SlurmdPidFile=$RUN_DIR/slurmd-%n.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
+SlurmdLogFile=$LOG_DIR/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 GresTypes=gpu
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=$MEM_MB${gres_node} State=UNKNOWN
-PartitionName=cpu    Nodes=$NODE Default=YES MaxTime=INFINITE State=UP PriorityTier=1  GraceTime=30
-PartitionName=gpu    Nodes=$NODE MaxTime=INFINITE State=UP PriorityTier=1  GraceTime=30
-PartitionName=urgent Nodes=$NODE MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
+${node_lines}PartitionName=cpu    Nodes=$NODE_RANGE Default=YES MaxTime=INFINITE State=UP PriorityTier=1  GraceTime=30
+PartitionName=gpu    Nodes=$NODE_RANGE MaxTime=INFINITE State=UP PriorityTier=1  GraceTime=30
+PartitionName=urgent Nodes=$NODE_RANGE MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
 
   write_if_changed "$CONF_DIR/gres.conf" 0644 root:root <<<"$gres_conf" && CONFIG_CHANGED=1 || true
@@ -298,17 +344,21 @@ db_ok() { mariadb-admin --socket="$DB_SOCK" -u root ping >/dev/null 2>&1; }
 dbd_ok() { sacctmgr -n -P show cluster format=cluster >/dev/null 2>&1; }
 ctld_ok() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
 
-# node_state: the compact state of our node as sinfo prints it (e.g. idle, mix, alloc, drain, down*)
-node_state() { sinfo -h -N -n "$NODE" -o '%t' 2>/dev/null | head -n1; }
-node_usable() {
-  local s
-  s=$(node_state)
-  case "$s" in
-    idle | mix | alloc | comp) return 0 ;;
-    *) return 1 ;;
-  esac
+# node_states: "<node> <state>" per node as sinfo prints it (state e.g. idle, mix, alloc, drain, down*)
+node_states() { sinfo -h -N -o '%N %t' 2>/dev/null | sort -u; }
+usable_state() { case "$1" in idle | mix | alloc | comp) return 0 ;; *) return 1 ;; esac; }
+# nodes_usable: slurmctld knows exactly our node set, and every node is usable.
+nodes_usable() {
+  local states n s
+  states=$(node_states)
+  [[ "$(awk '{print $1}' <<<"$states" | sort | tr '\n' ' ')" == "$(printf '%s\n' "${NODES[@]}" | sort | tr '\n' ' ')" ]] || return 1
+  while read -r n s; do usable_state "$s" || return 1; done <<<"$states"
 }
-node_summary() { sinfo -h -N -n "$NODE" -o '%N %t cpus=%c mem=%mMB gres=%G' 2>/dev/null | head -n1; }
+node_summary() {
+  local first
+  first=$(sinfo -h -N -n "${NODES[0]}" -o 'cpus=%c mem=%mMB gres=%G' 2>/dev/null | head -n1)
+  echo "$NODES_N node(s) $NODE_RANGE, each $first"
+}
 
 STARTED=()
 
@@ -353,7 +403,19 @@ FLUSH PRIVILEGES;
 EOF
 }
 
+# adopt PIDFILE NAME: a running NAME whose pid file was lost or overwritten (a second copy that failed
+# to bind writes its own pid first) is recorded again, so it is stopped and never started twice.
+adopt() {
+  local pid
+  pid_alive "$1" "$2" && return 0
+  pid=$(pgrep -xo "$2" || true)
+  [[ -n "$pid" ]] || return 0
+  echo "$pid" >"$1"
+  say "found $2 running (pid $pid) without its pid file: adopted"
+}
+
 start_slurmdbd() {
+  adopt "$DBD_PID" slurmdbd
   if pid_alive "$DBD_PID" slurmdbd; then
     wait_for 30 "slurmdbd" dbd_ok
     return 0
@@ -386,54 +448,99 @@ setup_accounting() {
 }
 
 start_slurmctld() {
+  adopt "$CTLD_PID" slurmctld
   if pid_alive "$CTLD_PID" slurmctld; then return 0; fi
   /usr/sbin/slurmctld >>"$LOG_DIR/slurmctld.log" 2>&1 || die "slurmctld failed to start"
   daemon_wait "$CTLD_PID" slurmctld 40 "slurmctld" ctld_ok
   STARTED+=(slurmctld)
 }
 
-start_slurmd() {
-  if pid_alive "$SLURMD_PID" slurmd; then return 0; fi
-  /usr/sbin/slurmd -N "$NODE" >>"$LOG_DIR/slurmd.log" 2>&1 || die "slurmd failed to start"
-  STARTED+=(slurmd)
+start_slurmds() {
+  local n
+  for n in "${NODES[@]}"; do
+    pid_alive "$(slurmd_pid "$n")" slurmd && continue
+    /usr/sbin/slurmd -N "$n" >>"$LOG_DIR/slurmd-$n.log" 2>&1 || die "slurmd -N $n failed to start"
+    STARTED+=("slurmd($n)")
+  done
 }
 
-wait_node() {
-  local i s
+# stop_slurmds: every slurmd this script started, whatever node set it was for.
+stop_slurmds() {
+  local pf
+  for pf in "$RUN_DIR"/slurmd-*.pid "$RUN_DIR/slurmd.pid"; do  # slurmd.pid: the one-node layout before --nodes
+    [[ -e "$pf" ]] || continue
+    stop_pid "$pf" slurmd "slurmd $(basename "$pf" .pid)"
+  done
+}
+
+wait_nodes() {
+  local i n s
   for ((i = 0; i < 120; i++)); do
-    s=$(node_state)
-    case "$s" in
-      idle | mix | alloc | comp) return 0 ;;
-      drain* | drng | down | fail*)
-        # registered but drained/down (e.g. by an earlier bad registration): resume it
-        scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true
-        say "node was '$s': resumed"
-        ;;
-    esac
+    nodes_usable && return 0
+    while read -r n s; do
+      case "$s" in
+        drain* | drng | down | fail*)
+          # registered but drained/down (e.g. by an earlier bad registration): resume it
+          scontrol update nodename="$n" state=resume >/dev/null 2>&1 || true
+          say "node $n was '$s': resumed"
+          ;;
+      esac
+    done <<<"$(node_states)"
     sleep 0.25
   done
   sinfo -N -l >&2 || true
-  scontrol show node "$NODE" >&2 || true
-  die "node $NODE not usable (state '$(node_state)')"
+  die "nodes $NODE_RANGE not all usable: $(node_states | tr '\n' ' ')"
 }
 
 all_running() {
-  munge_ok && pid_alive "$DB_PID" mariadbd && pid_alive "$DBD_PID" slurmdbd &&
-    pid_alive "$CTLD_PID" slurmctld && pid_alive "$SLURMD_PID" slurmd
+  local n
+  munge_ok && pid_alive "$DB_PID" mariadbd && pid_alive "$DBD_PID" slurmdbd && pid_alive "$CTLD_PID" slurmctld || return 1
+  for n in "${NODES[@]}"; do pid_alive "$(slurmd_pid "$n")" slurmd || return 1; done
+}
+
+# cancel_all: scancel every job and wait (max 30 s) for them to leave the nodes,
+# so no slurmstepd outlives its slurmd.
+cancel_all() {
+  local jobs i
+  pid_alive "$CTLD_PID" slurmctld && ctld_ok || return 0
+  jobs=$(squeue -h -o %i 2>/dev/null | sort -u || true)
+  [[ -n "$jobs" ]] || return 0
+  say "cancelling jobs: $(echo $jobs)"
+  # shellcheck disable=SC2086
+  scancel $jobs 2>/dev/null || true
+  for ((i = 0; i < 120; i++)); do
+    [[ -z "$(squeue -h -t R,CG,S -o %i 2>/dev/null)" ]] && break
+    sleep 0.25
+  done
 }
 
 # ---------------------------------------------------------------- subcommands
 cmd_up() {
   need_root
   install_packages
+  local before
+  before=$(configured_nodes)
   write_config
-  if ((CONFIG_CHANGED)) && { pid_alive "$CTLD_PID" slurmctld || pid_alive "$SLURMD_PID" slurmd || pid_alive "$DBD_PID" slurmdbd; }; then
-    say "configuration changed: restarting the Slurm daemons"
-    stop_pid "$SLURMD_PID" slurmd slurmd
-    stop_pid "$CTLD_PID" slurmctld slurmctld
-    stop_pid "$DBD_PID" slurmdbd slurmdbd
+  if ((CONFIG_CHANGED)) && pid_alive "$CTLD_PID" slurmctld && ((before != NODES_N)); then
+    # jobs placed on the old node set would outlive it (or hold nodes that no longer exist)
+    say "node set changes from $before to $NODES_N node(s)"
+    cancel_all
   fi
-  if all_running && dbd_ok && ctld_ok && node_usable; then
+  adopt "$CTLD_PID" slurmctld
+  adopt "$DBD_PID" slurmdbd
+  if ((CONFIG_CHANGED)); then
+    local pf running=0
+    for pf in "$CTLD_PID" "$DBD_PID" "$RUN_DIR"/slurmd-*.pid "$RUN_DIR/slurmd.pid"; do
+      [[ -e "$pf" ]] && running=1
+    done
+    if ((running)); then
+      say "configuration changed: restarting the Slurm daemons"
+      stop_slurmds
+      stop_pid "$CTLD_PID" slurmctld slurmctld
+      stop_pid "$DBD_PID" slurmdbd slurmdbd
+    fi
+  fi
+  if all_running && dbd_ok && ctld_ok && nodes_usable; then
     say "already up: $(node_summary)"
     return 0
   fi
@@ -443,35 +550,24 @@ cmd_up() {
   start_slurmdbd
   setup_accounting
   start_slurmctld
-  start_slurmd
+  start_slurmds
   ((${#STARTED[@]} == 0)) || say "started: ${STARTED[*]}"
-  wait_node
+  wait_nodes
   wait_for 30 "sacct" sacct -n -X -S now-1minutes
-  # A test job; not blocking forever if the node is full with earlier (restored) jobs.
-  if ! timeout 60 srun -N1 -n1 -c1 --mem=100 -t 1 -J m2rl-up-check true >/dev/null 2>"$LOG_DIR/srun-check.err"; then
+  # A test job on every node; not blocking forever if the nodes are full with earlier (restored) jobs.
+  if ! timeout 60 srun -N"$NODES_N" -n"$NODES_N" -c1 --mem=100 -t 1 -J m2rl-up-check true >/dev/null 2>"$LOG_DIR/srun-check.err"; then
     cat "$LOG_DIR/srun-check.err" >&2 || true
-    die "'srun -N1 true' failed"
+    die "'srun -N$NODES_N true' failed"
   fi
   say "up: $(node_summary); logs in $LOG_DIR"
 }
 
 cmd_down() {
   need_root
-  if pid_alive "$CTLD_PID" slurmctld && ctld_ok; then
-    local jobs i
-    jobs=$(squeue -h -o %i 2>/dev/null | sort -u || true)
-    if [[ -n "$jobs" ]]; then
-      say "cancelling jobs: $(echo $jobs)"
-      # shellcheck disable=SC2086
-      scancel $jobs 2>/dev/null || true
-      # wait (max 30 s) for them to leave the node so no slurmstepd outlives slurmd
-      for ((i = 0; i < 120; i++)); do
-        [[ -z "$(squeue -h -t R,CG,S -o %i 2>/dev/null)" ]] && break
-        sleep 0.25
-      done
-    fi
-  fi
-  stop_pid "$SLURMD_PID" slurmd slurmd
+  adopt "$CTLD_PID" slurmctld
+  adopt "$DBD_PID" slurmdbd
+  cancel_all
+  stop_slurmds
   stop_pid "$CTLD_PID" slurmctld slurmctld
   stop_pid "$DBD_PID" slurmdbd slurmdbd
   stop_pid "$DB_PID" mariadbd mariadbd
@@ -493,14 +589,15 @@ cmd_status() {
   check mariadbd "$DB_PID" mariadbd
   check slurmdbd "$DBD_PID" slurmdbd
   check slurmctld "$CTLD_PID" slurmctld
-  check slurmd "$SLURMD_PID" slurmd
+  local n
+  for n in "${NODES[@]}"; do check "slurmd($n)" "$(slurmd_pid "$n")" slurmd; done
   if ctld_ok; then
     sinfo || true
-    line=$(node_state)
-    if node_usable; then
-      echo "node $NODE: $line (usable)"
+    line=$(node_states | tr '\n' ' ')
+    if nodes_usable; then
+      echo "nodes $NODE_RANGE: $line(usable)"
     else
-      echo "node $NODE: ${line:-unknown} (NOT usable)"
+      echo "nodes $NODE_RANGE: ${line:-unknown }(NOT usable)"
       ok=1
     fi
     if dbd_ok; then echo "accounting: slurmdbd answers"; else echo "accounting: slurmdbd does NOT answer"; ok=1; fi
@@ -515,18 +612,30 @@ cmd_status() {
 cmd_reset() {
   need_root
   cmd_down
-  say "wiping Slurm state: $CTLD_STATE $SLURMD_SPOOL $DB_DATA"
-  rm -rf "$CTLD_STATE" "$SLURMD_SPOOL" "$DB_DATA"
+  say "wiping Slurm state: $CTLD_STATE $SLURMD_SPOOL_ROOT/slurmd-* $DB_DATA"
+  rm -rf "$CTLD_STATE" "$SLURMD_SPOOL_ROOT"/slurmd-* "$SLURMD_SPOOL_ROOT/slurmd" "$DB_DATA"
   cmd_up
 }
 
-case "${1:-}" in
+usage() { echo "usage: $0 {up [--nodes N]|down|status|reset [--nodes N]}" >&2; exit 2; }
+CMD=${1:-}
+shift || true
+NODES_ARG=""
+while (($#)); do
+  case "$1" in
+    --nodes) (($# >= 2)) || usage; NODES_ARG=$2; shift 2 ;;
+    --nodes=*) NODES_ARG=${1#--nodes=}; shift ;;
+    *) usage ;;
+  esac
+done
+case "$CMD" in
+  up | reset) set_nodes "${NODES_ARG:-${M2RL_SLURM_NODES:-$(configured_nodes)}}" ;;  # bare: keep the node set
+  down | status) [[ -z "$NODES_ARG" ]] || usage; set_nodes "$(configured_nodes)" ;;
+  *) usage ;;
+esac
+case "$CMD" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
   reset) cmd_reset ;;
-  *)
-    echo "usage: $0 {up|down|status|reset}" >&2
-    exit 2
-    ;;
 esac

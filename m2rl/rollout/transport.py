@@ -19,6 +19,8 @@ from collections import deque
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any, Callable
 
+from m2rl.runtime.dist import node_name
+
 log = logging.getLogger("m2rl.rollout")
 
 
@@ -30,6 +32,13 @@ def _authkey(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+POLL_S = 0.2
+
+
+class StopWaiting(Exception):
+    """The driver gave up waiting for a reply: the job must stop (a preemption notice)."""
+
+
 class DriverChannel:
     """Learner 0's end: accepts `n` workers, then talks to each by index."""
 
@@ -37,6 +46,7 @@ class DriverChannel:
         bind = "127.0.0.1" if host in ("127.0.0.1", "localhost") else "0.0.0.0"
         self.listener = Listener((bind, port), authkey=_authkey(key), backlog=max(8, n))
         self.conns: list[Connection | None] = [None] * n
+        self.hosts: list[str] = ["?"] * n  # the node each worker runs on, as its hello says
         self.pending: list[deque] = [deque() for _ in range(n)]  # what each queued request awaits
         self.stash: list[dict[Any, dict]] = [{} for _ in range(n)]
         self.timeout_s = timeout_s
@@ -60,6 +70,7 @@ class DriverChannel:
                 sock.settimeout(None)
             hello = conn.recv()
             self.conns[hello["worker"]] = conn
+            self.hosts[hello["worker"]] = hello.get("host", "?")
             log.info("rollout worker %d connected (%s)", hello["worker"], hello.get("host", "?"))
 
     @property
@@ -71,18 +82,26 @@ class DriverChannel:
         try:
             self.conns[i].send(msg)
         except (OSError, EOFError) as err:
-            raise WorkerFailed(f"rollout worker {i} is gone ({err})") from None
+            raise WorkerFailed(self._gone(i, err)) from None
         self.pending[i].append(tag)
 
-    def reply(self, i: int, tag: Any) -> dict:
-        """The reply to the request filed under `tag` (earlier replies are kept for later)."""
+    def _gone(self, i: int, err: BaseException) -> str:
+        why = str(err) or "connection closed: its process died or was killed"
+        return f"rollout worker {i} on {self.hosts[i]} is gone ({why})"
+
+    def reply(self, i: int, tag: Any, should_stop: Callable[[], bool] | None = None) -> dict:
+        """The reply to the request filed under `tag` (earlier replies are kept for later).
+        While waiting, `should_stop()` is asked every POLL_S; True gives up with StopWaiting."""
         while tag not in self.stash[i]:
             if not self.pending[i]:
                 raise RuntimeError(f"no request {tag!r} is pending on rollout worker {i}")
             try:
+                while should_stop is not None and not self.conns[i].poll(POLL_S):
+                    if should_stop():
+                        raise StopWaiting(f"stopped waiting for rollout worker {i}'s {tag!r}")
                 got = self.conns[i].recv()
             except (OSError, EOFError) as err:
-                raise WorkerFailed(f"rollout worker {i} is gone ({err})") from None
+                raise WorkerFailed(self._gone(i, err)) from None
             if got.get("op") == "error":
                 raise WorkerFailed(f"rollout worker {i} failed:\n{got['traceback']}")
             self.stash[i][self.pending[i].popleft()] = got
@@ -105,7 +124,6 @@ def serve(host: str, port: int, index: int, key: str, handle: Callable[[dict], d
           connect_timeout_s: float = 900.0) -> dict:
     """A worker's loop: connect to the driver, answer each message with `handle(msg)`
     until a message with op "stop"; returns that message."""
-    import socket
     import traceback
 
     deadline = time.time() + connect_timeout_s
@@ -117,7 +135,7 @@ def serve(host: str, port: int, index: int, key: str, handle: Callable[[dict], d
             if time.time() > deadline:
                 raise WorkerFailed(f"could not reach the driver at {host}:{port} in {connect_timeout_s:.0f} s")
             time.sleep(0.5)
-    conn.send({"worker": index, "host": socket.gethostname()})
+    conn.send({"worker": index, "host": node_name()})
     with conn:
         while True:
             try:
@@ -131,4 +149,12 @@ def serve(host: str, port: int, index: int, key: str, handle: Callable[[dict], d
             except Exception:
                 conn.send({"op": "error", "traceback": traceback.format_exc()})
                 raise
-            conn.send(out)
+            try:
+                conn.send(out)
+            except OSError:
+                # the driver stopped mid-request (a preemption notice) and said so before
+                # closing: its "stop" is still readable; anything else is a lost driver
+                while conn.poll(0):
+                    if (msg := conn.recv()).get("op") == "stop":
+                        return msg
+                raise WorkerFailed("the driver (learner 0) closed the connection") from None

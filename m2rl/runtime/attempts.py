@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import atomic
+from .dist import node_name
 
 SCHEMA = 1
 ATTEMPTS_DIR = "attempts"  # <run dir>/attempts/attempt-NNNN.json
-STATES = ("running", "completed", "preempted", "timeout", "failed", "interrupted")
+STATES = ("running", "completed", "preempted", "timeout", "failed", "cancelled", "interrupted")
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Attempt:
     array_task_id: int | None = None
     restart_count: int = 0          # SLURM_RESTART_COUNT
     cluster: str | None = field(default_factory=lambda: os.environ.get("SLURM_CLUSTER_NAME"))
-    host: str = field(default_factory=socket.gethostname)
+    host: str = field(default_factory=node_name)  # Slurm's node name (the job's first node), else the host
     pid: int = field(default_factory=os.getpid)
     partition: str | None = None
     nodes: int = 1

@@ -36,6 +36,14 @@ class DistEnv:
         return self.rank == 0
 
 
+def node_name() -> str:
+    """The node this process runs on: Slurm's name for it (SLURMD_NODENAME, which also tells
+    apart simulated nodes sharing one host), else the host name."""
+    import socket
+
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+
 def _torch_dist():
     try:
         import torch.distributed as td

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from . import rundir
 from .attempts import AttemptRecorder
+from .cancel import cancelled_by_user
 from .checkpoint import Checkpoint, CheckpointManager
 from .dist import DistEnv, any_rank
 from .preemption import PreemptionWatcher
@@ -47,6 +48,7 @@ class JobContext:
     guard: TimeLimitGuard
     save_every: int
     _save_estimate_s: float = field(default=5.0)
+    _cancel: bool | None = None
 
     @property
     def tb_dir(self) -> Path:
@@ -71,6 +73,24 @@ class JobContext:
         self.guard.restart_clock()
         return ck
 
+    def _cancelled(self) -> bool:
+        """A SIGTERM that is a user's scancel, not a preemption (asked once per notice)."""
+        if self._cancel is None:
+            self._cancel = self.preemption.signum == signal.SIGTERM and cancelled_by_user()
+        return self._cancel
+
+    def stop_now(self, step: int, save: Callable[[Path], None], meta: dict | None = None) -> None:
+        """A notice came in the middle of step `step + 1`: the state is still that of `step`,
+        the last completed one. Save it now (unless it is saved already) and stop, so the
+        requeue comes well within the grace time; the resumed attempt redoes the step.
+        Collective: every rank calls it."""
+        stop = "cancelled" if any_rank(self._cancelled()) else "preempted"
+        latest = self.checkpoints.latest()
+        if latest is None or latest.step != step:
+            self.save(step, save, meta)
+        log.warning("%s in the middle of step %d: saved the state of step %d", stop, step + 1, step)
+        raise Interrupted(stop, step)
+
     def boundary(self, step: int, save: Callable[[Path], None], meta: dict | None = None) -> None:
         """Call after `step` steps are done. Saves when due; raises Interrupted after a
         save forced by a preemption notice or the time limit."""
@@ -84,7 +104,7 @@ class JobContext:
                 self.attempts.write()
         stop = None
         if any_rank(self.preemption.requested):
-            stop = "preempted"
+            stop = "cancelled" if any_rank(self._cancelled()) else "preempted"
         elif any_rank(self.guard.must_stop(self._save_estimate_s, now)):
             stop = "timeout"
         if stop or step % self.save_every == 0:
@@ -143,6 +163,10 @@ def run_job(cfg: DictConfig, body: Body, mutable: tuple[str, ...] = ()) -> dict:
         rec.mean_step_s = ctx.guard.mean_step_s
         if preemption.signum is not None:
             rec.signal, rec.signal_time = signal.Signals(preemption.signum).name, preemption.received_at
+        if stop.state == "cancelled":
+            recorder.finish(stop.state, f"cancelled (scancel): saved at step {stop.step}, not requeued", stop.step)
+            log.warning("cancelled: checkpoint saved at step %d; not requeued (relaunch to resume)", stop.step)
+            return {"interrupted": stop.state, "step": stop.step}
         recorder.finish(stop.state, f"saved at step {stop.step} and stopped", stop.step)
         log.warning("%s: checkpoint saved at step %d; requeueing", stop.state, stop.step)
         preemption.requeue()  # under submitit this requeues and exits

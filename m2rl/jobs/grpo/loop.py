@@ -22,6 +22,7 @@ from pathlib import Path
 
 from m2rl import roles as R
 from m2rl.runtime import Interrupted, JobContext
+from m2rl.runtime.dist import node_name
 
 log = logging.getLogger("m2rl.grpo")
 EXPORT_DIR = "export"
@@ -196,6 +197,17 @@ def _broadcast(obj):
     return box[0]
 
 
+def _gather(obj) -> list:
+    """`obj` from every learner, in rank order."""
+    import torch.distributed as td
+
+    if not td.is_initialized() or td.get_world_size() == 1:
+        return [obj]
+    out = [None] * td.get_world_size()
+    td.all_gather_object(out, obj)
+    return out
+
+
 def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints) -> dict:
     import torch
 
@@ -205,7 +217,7 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
     from m2rl.rl.metrics import MetricsLog, learner_metrics, rollout_metrics, time_metrics, verifier_errors
     from m2rl.rl.signal import SignalWatch
     from m2rl.rollout.fleet import LocalFleet, RemoteFleet
-    from m2rl.rollout.transport import DriverChannel
+    from m2rl.rollout.transport import DriverChannel, StopWaiting
     from m2rl.train.checkpoint import load_engine, save_engine
     from m2rl.train.distributed import init_distributed
     from m2rl.train.export import export_hf
@@ -242,6 +254,7 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
                  "from %s", cfg.domain.name, int(g.steps), int(g.prompts_per_step), int(g.group_size), role.learners,
                  learner.info.zero_stage, learner.info.precision, max(1, role.rollouts), method, path)
     sync = WeightSync(method, learner.engine, fleet, ends.host, ends.nccl_port, role.rollouts, tp, role.is_driver)
+    learner_nodes = _gather(node_name())
 
     def save(d: Path) -> None:
         save_engine(learner.engine, d, {"step": step, "totals": totals, "history": history,
@@ -271,12 +284,17 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
                 for ahead in range(step, min(int(g.steps), step + int(g.max_staleness) + 1)):
                     if ahead not in pending:
                         pending[ahead] = driver.submit(ahead)
-                reqs = pending.pop(step)
-                gen = fleet.collect(("train", step))
-                items = _items(reqs, gen.groups, g)
-                payload = {"items": items}
+                try:
+                    # a notice during generation (minutes at study scale) stops the wait at once
+                    gen = fleet.collect(("train", step), should_stop=lambda: ctx.preemption.requested)
+                    reqs = pending.pop(step)
+                    payload = {"items": _items(reqs, gen.groups, g)}
+                except StopWaiting:
+                    payload = {"stop": True}
             t_gen = time.perf_counter()
             payload = _broadcast(payload)
+            if payload.get("stop"):
+                ctx.stop_now(step, save)  # every learner saves its part of step `step`, then stops
             items = payload["items"]
             mini_tokens, mini_seqs = _mini_sizes(items, role.learners, learner.mini_batches)
             train = items
@@ -334,6 +352,7 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
         result["eval"] = history["eval"]
     if role.is_driver:
         result["learning_signal"] = watch.summary()
+        result["placement"] = {"learners": learner_nodes, "rollout_workers": list(fleet.hosts)}
     if last:
         result["last"] = {k: last[k] for k in ("reward/mean", "reward/pass_rate", "response/length") if k in last}
     if g.export:
