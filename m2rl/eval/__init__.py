@@ -1,0 +1,1 @@
+"""Evaluation: benchmark registry, scoring through m2rl.rewards, metrics."""
