@@ -160,3 +160,17 @@ def test_ifbench_checkers_run_offline_and_agree_with_its_evaluation_lib(tmp_path
     a, b = json.loads(ours.stdout), json.loads(oracle.stdout)
     assert len(a) == len(b) == 294
     assert [k[:80] for k in a if a[k] != b[k]] == []
+
+
+def test_loose_counts_a_preamble_line_strict_does_not():
+    item = next(i for i in load("ifeval", str(FIX / "ifeval.jsonl")) if i.id == "ifeval/1003")
+    reward, info = score(item, 'Sure!\n"Apple and banana. Is there anything else I can help with?"')
+    assert (reward, info["strict"], info["loose"]) == (0.0, 0.0, 1.0)
+
+
+def test_hle_exact_answers_by_text_or_math():
+    items = {i.id: i for i in load("hle", str(FIX / "hle.jsonl"))}
+    prime, city = items["hle/6687ffb1091058ff19128813"], items["hle/66e8d4736299517dd7a5da8c"]
+    assert score(prime, "Explanation: 91 = 7*13.\nExact Answer: $97.0$\nConfidence: 80%")[0] == 1.0
+    assert score(city, "Explanation: 1896.\n**Answer:** athens.\nConfidence: 99%")[0] == 1.0
+    assert score(city, "Athens, I think.")[0] == 0.0  # no "Answer:" line: nothing to read

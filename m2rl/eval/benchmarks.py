@@ -64,7 +64,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
               choice_sets.gold),
     Benchmark("lcb_v5", "code", code_sets.lcb_v5, Sampling(), code_sets.LCB_HUB, _lcb_gold),
     Benchmark("lcb_v6", "code", code_sets.lcb_v6, Sampling(), code_sets.LCB_HUB, _lcb_gold),
-    Benchmark("hle", "math", hle.hle, Sampling(), hle.HUB, hle.gold),
+    Benchmark("hle", "math", hle.hle, Sampling(), hle.HUB, hle.gold),  # its MC items: science
 ]}
 
 

