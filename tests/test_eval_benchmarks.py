@@ -174,3 +174,18 @@ def test_hle_exact_answers_by_text_or_math():
     assert score(prime, "Explanation: 91 = 7*13.\nExact Answer: $97.0$\nConfidence: 80%")[0] == 1.0
     assert score(city, "Explanation: 1896.\n**Answer:** athens.\nConfidence: 99%")[0] == 1.0
     assert score(city, "Athens, I think.")[0] == 0.0  # no "Answer:" line: nothing to read
+
+
+def test_parquet_and_gzip_files_load_like_jsonl(tmp_path):
+    """The hub serves HLE, MMLU-Redux and IFEval as parquet: a local copy of one loads too."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line) for line in (FIX / "hle.jsonl").read_text().splitlines()]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hle.parquet")
+    (tmp_path / "hle.jsonl.gz").write_bytes(gzip.compress((FIX / "hle.jsonl").read_bytes()))
+    want = [i.id for i in load("hle", str(FIX / "hle.jsonl"))]
+    assert [i.id for i in load("hle", str(tmp_path / "hle.parquet"))] == want
+    assert [i.id for i in load("hle", str(tmp_path / "hle.jsonl.gz"))] == want

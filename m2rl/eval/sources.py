@@ -64,7 +64,8 @@ def records(source: str | Path, config: str | None = None, split: str = "test") 
     path = Path(source).expanduser()
     if path.exists():
         return read_file(path)
-    if str(source).count("/") != 1 or str(source).startswith((".", "/", "~")):
+    looks_like_file = path.name.removesuffix(".gz").rsplit(".", 1)[-1] in ("jsonl", "json", "csv", "parquet")
+    if looks_like_file or str(source).count("/") != 1 or str(source).startswith((".", "/", "~")):
         raise FileNotFoundError(f"benchmark source {source!r}: no such file, and not a hub id "
                                 "(org/name)")
     return read_hub(str(source), config, split)
