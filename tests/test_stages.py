@@ -91,6 +91,13 @@ def test_runtime_knows_no_job():
         assert not outside, f"{mod} imports {outside}"
 
 
+def test_eval_knows_no_stage():
+    """m2rl.eval (benchmarks, scoring, metrics) is shared by stages, never the reverse."""
+    for path, mod in _modules(PKG / "eval"):
+        stages = {i for i in _imports(path) if i.startswith("m2rl.jobs")}
+        assert not stages, f"{mod} imports {stages}"
+
+
 ALONE = r"""
 import importlib, json, sys
 importlib.import_module(sys.argv[1])

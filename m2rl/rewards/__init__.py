@@ -79,7 +79,7 @@ def _spec(sample: dict) -> dict:
 
 def _budget_s(domain: str, spec: dict, cfg: RewardConfig) -> float:
     if domain == "code":
-        n = min(len(spec.get("tests") or []), cfg.max_code_tests)
+        n = 1 if spec.get("harness") == "check" else min(len(spec.get("tests") or []), cfg.max_code_tests)
         return n * (float(spec.get("time_limit_s") or 10.0) + 2.0) + 10.0
     if domain == "math":
         return 3.0 * cfg.math_timeout_s

@@ -1,41 +1,15 @@
-"""Instruction following: the 25 IFEval checkers that lm-eval ships.
+"""Instruction following: the 25 IFEval checkers that lm-eval ships (and IFBench's, m2rl.rewards.ifbench).
 
 lm-eval's checkers count sentences with NLTK's Punkt model (`punkt_tab`), which it tries
-to download on import. Nothing downloads here: `ensure_nltk_data()` writes a Punkt model
-built offline from a fixed list of English abbreviations (no training text) under
-`$M2RL_CACHE/nltk_data` and puts it on NLTK's path before lm-eval is imported.
+to download on import. Nothing downloads here: `ensure_nltk_data()` (m2rl.rewards.nltk_data)
+writes the NLTK data built offline under `$M2RL_CACHE/nltk_data` and puts it on NLTK's
+path before lm-eval is imported.
 """
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 
-from m2rl.data.cache import atomic_dir, cache_root
-
-# Lower-cased, without the final period, as Punkt stores them.
-_ABBREVIATIONS = (
-    "mr mrs ms dr prof sr jr st mt ft vs etc e.g i.e inc ltd co corp jan feb mar apr jun jul"
-    " aug sep sept oct nov dec no nos vol fig figs eq approx dept est al cf a.m p.m u.s u.k"
-    " ph.d b.a m.a gen col lt sgt capt rev hon gov sen rep pp ed eds"
-).split()
-
-
-def ensure_nltk_data(root: Path | None = None) -> Path:
-    """Build the offline `punkt_tab/english` model once; return the NLTK data root."""
-    root = Path(root) if root else cache_root() / "nltk_data"
-    target = root / "tokenizers" / "punkt_tab" / "english"
-    if not (target / "abbrev_types.txt").exists():
-        with atomic_dir(target) as tmp:
-            (tmp / "abbrev_types.txt").write_text("\n".join(sorted(_ABBREVIATIONS)) + "\n")
-            for name in ("collocations.tab", "sent_starters.txt", "ortho_context.tab"):
-                (tmp / name).write_text("")
-    os.environ.setdefault("NLTK_DATA", str(root))
-    import nltk
-
-    if str(root) not in nltk.data.path:
-        nltk.data.path.insert(0, str(root))
-    return root
+from m2rl.rewards.nltk_data import ensure_nltk_data  # noqa: F401  (re-exported)
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,22 +30,61 @@ def registry() -> dict:
     return dict(lm_eval_ifeval()[0].INSTRUCTION_DICT)
 
 
-def checker(instruction_id: str, kwargs: dict | None, prompt: str = ""):
-    """A checker built with `kwargs` (empty values dropped, as lm-eval does)."""
-    inst = registry()[instruction_id](instruction_id)
-    inst.build_description(**{k: v for k, v in (kwargs or {}).items() if v})
+def _registry(checkers: str) -> dict:
+    if checkers == "ifeval":
+        return registry()
+    if checkers == "ifbench":
+        from m2rl.rewards import ifbench
+        return ifbench.registry()
+    raise ValueError(f"reward_spec.checkers: {checkers!r} is not a checker set (ifeval or ifbench)")
+
+
+def checker(instruction_id: str, kwargs: dict | None, prompt: str = "", checkers: str = "ifeval"):
+    """A checker built with `kwargs`: empty values dropped, as lm-eval does for IFEval;
+    only None values for IFBench, as its evaluation_lib does."""
+    keep = (lambda v: v is not None) if checkers == "ifbench" else bool
+    inst = _registry(checkers)[instruction_id](instruction_id)
+    inst.build_description(**{k: v for k, v in (kwargs or {}).items() if keep(v)})
     args = inst.get_instruction_args()
     if args and "prompt" in args:
         inst.build_description(prompt=prompt)
     return inst
 
 
+def loose_variants(response: str) -> list[str]:
+    """IFEval's loose form: the response with markdown `*` removed and/or its first and/or
+    last line dropped (the 8 combinations its evaluation tries)."""
+    lines = response.split("\n")
+    cut = [response, "\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(),
+           "\n".join(lines[1:-1]).strip()]
+    return cut[:1] + [cut[0].replace("*", "")] + cut[1:] + [c.replace("*", "") for c in cut[1:]]
+
+
+def _follows(inst, texts: list[str]) -> bool:
+    return any(t.strip() and inst.check_following(t) for t in texts)
+
+
 def verify(answer_text: str, spec: dict) -> tuple[float, dict]:
+    """Reward 1 when every instruction is followed (prompt-level strict). The spec may
+    name its checker set (`checkers`: ifeval, the default, or ifbench); with `loose` set,
+    info also has the loose result (`loose`, `loose_followed`), and `mode: loose` makes
+    it the reward."""
     ids = list(spec["instruction_id_list"])
     kwargs = list(spec.get("kwargs") or [{}] * len(ids))
-    followed = []
+    checkers = spec.get("checkers", "ifeval")
+    loose = bool(spec.get("loose")) or spec.get("mode") == "loose"
+    variants = loose_variants(answer_text) if loose else []
+    followed, loose_followed = [], []
     for iid, kw in zip(ids, kwargs):
-        inst = checker(iid, kw, spec.get("prompt", ""))
-        followed.append(bool(answer_text.strip()) and bool(inst.check_following(answer_text)))
+        inst = checker(iid, kw, spec.get("prompt", ""), checkers)
+        followed.append(_follows(inst, [answer_text]))
+        if loose:
+            loose_followed.append(followed[-1] or _follows(inst, variants[1:]))
     frac = sum(followed) / len(followed) if followed else 0.0
-    return float(bool(followed) and all(followed)), {"followed": followed, "fraction": frac}
+    strict = float(bool(followed) and all(followed))
+    info = {"followed": followed, "fraction": frac}
+    if not loose:
+        return strict, info
+    info.update(strict=strict, loose=float(bool(loose_followed) and all(loose_followed)),
+                loose_followed=loose_followed)
+    return (info["loose"] if spec.get("mode") == "loose" else strict), info

@@ -5,13 +5,16 @@ in a process's main thread: this runs in the scorer's worker processes (or inlin
 main thread), never in a thread. A percent sign is read as a unit and dropped on both
 sides (math-verify alone scores `50\\%` wrong against 50); `0.5` against 50 stays wrong.
 With several `\\boxed{}` the last one is the answer (math-verify alone reads them all as a
-set, so a corrected answer would never match).
+set, so a corrected answer would never match). A spec with `answer_line: true` (HLE's
+"Answer: ..." format) reads the text after the last "Answer:" instead, and also accepts
+it when it equals the gold answer as text (case, spaces and final period ignored).
 """
 from __future__ import annotations
 
 import re
 
 _PERCENT = re.compile(r"\\?%")
+_ANSWER_LINE = re.compile(r"(?im)^\W*(?:(?:exact|final)\s+)?answer\W*:\s*(.+?)\s*$")
 
 
 def _strip_percent(text: str) -> str:
@@ -35,7 +38,26 @@ def last_boxed(text: str) -> str | None:
     return found
 
 
+def answer_line(text: str) -> str | None:
+    """The text after the last line-initial "Answer:" (or "Exact Answer:", "Final Answer:";
+    markdown `**` around it allowed)."""
+    found = _ANSWER_LINE.findall(text)
+    return found[-1].strip("* ") if found else None
+
+
+def _as_text(s: str) -> str:
+    return " ".join(s.strip().rstrip(".").strip("$").lower().split())
+
+
 def verify(answer_text: str, spec: dict, timeout_s: int = 10) -> tuple[float, dict]:
+    if spec.get("answer_line"):
+        line = answer_line(answer_text)
+        if line is None:
+            return 0.0, {"extracted": None, "gold": str(spec["answer"])}
+        if _as_text(line) == _as_text(str(spec["answer"])):
+            return 1.0, {"extracted": line, "gold": str(spec["answer"]), "text_match": True}
+        answer_text = line
+
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
     from math_verify import verify as mv_verify
 
