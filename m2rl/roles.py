@@ -20,13 +20,17 @@ ports.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
 import socket
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from m2rl.errors import RoleError
+from m2rl.runtime import atomic
 
 KINDS = ("learner", "rollout", "colocated", "idle")
 
@@ -162,9 +166,57 @@ def _job_env():
         return None
 
 
-def endpoints(num_nodes: int, salt: str = "") -> Endpoints:
-    """Host = the allocation's first node (loopback on one node); port derived from the
-    job id (MASTER_PORT overrides), so every task, and a requeued attempt, agree on it."""
+def endpoints(num_nodes: int, salt: str = "", publish_dir: Path | None = None, rank: int = 0,
+              wait_s: float = 900.0) -> Endpoints:
+    """Host = the allocation's first node (loopback on one node). Port: M2RL_MASTER_PORT,
+    else, with `publish_dir`, three free consecutive ports that task 0 (on that host) finds
+    and publishes there for this attempt, the other tasks waiting for the file (two jobs on
+    the same nodes never collide); without it, one derived from the job id."""
+    ends = _endpoints(num_nodes, salt)
+    if publish_dir is None or os.environ.get("M2RL_MASTER_PORT"):
+        return ends
+    path = Path(publish_dir) / ENDPOINTS_DIR / f"{_attempt_key()}.json"
+    if rank == 0:
+        base = free_base_port(ends.port)
+        atomic.write_json(path, {"host": ends.host, "port": base})
+    else:
+        deadline = time.time() + wait_s
+        while not path.is_file():
+            if time.time() > deadline:
+                raise RuntimeError(f"task 0 did not publish its ports in {path} within {wait_s:.0f} s")
+            time.sleep(0.2)
+        base = int(json.loads(path.read_text())["port"])
+    return Endpoints(ends.host, base, ends.key)
+
+
+ENDPOINTS_DIR = ".endpoints"  # <run dir>/.endpoints/<job id>-<restart>.json: one file per attempt
+
+
+def _attempt_key() -> str:
+    job = _job_env()
+    job_id = str(job.job_id) if job is not None else os.environ.get("SLURM_JOB_ID", str(os.getppid()))
+    return f"{job_id}-{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+
+
+def free_base_port(start: int, span: int = 3) -> int:
+    """The first base port from `start` (in steps of 4, wrapping in 20000-59000) whose `span`
+    consecutive ports can all be bound on every interface of this host now."""
+    def bindable(port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+                return True
+            except OSError:
+                return False
+
+    for i in range(2000):
+        base = 20000 + (start - 20000 + 4 * i) % 39000
+        if all(bindable(base + k) for k in range(span)):
+            return base
+    raise RuntimeError("no free ports in 20000-59000 on this host")
+
+
+def _endpoints(num_nodes: int, salt: str = "") -> Endpoints:
     job = _job_env()
     job_id = str(job.job_id) if job is not None else os.environ.get("SLURM_JOB_ID", str(os.getpid()))
     host = os.environ.get("M2RL_MASTER_ADDR")

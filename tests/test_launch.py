@@ -3,6 +3,7 @@ run dirs, resume after a crash, and the local executor."""
 from __future__ import annotations
 
 import json
+import os
 
 import torch
 
@@ -95,3 +96,40 @@ def test_local_sweep_runs_every_job_when_one_fails(tmp_path):
     failed, ok = tmp_path / "default" / "toy" / "r4", tmp_path / "default" / "toy" / "r100"
     assert [a["state"] for a in attempts(failed)] == ["failed"] and not (failed / "DONE.json").exists()
     assert json.loads((ok / "DONE.json").read_text())["step"] == 6
+
+
+def test_ctrl_c_stops_a_local_sweep_at_a_step_boundary_and_a_relaunch_resumes(tmp_path):
+    """Ctrl-C in a terminal (SIGINT to the launch's whole process group) during a local
+    sweep: the running job saves at its next step boundary and ends ("interrupted", not
+    requeued), the next job never starts, and the launch exits non-zero saying that the
+    same command resumes; it does, and finishes both runs."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import _argv, wait_for
+
+    args = (f"paths.root={tmp_path}", "-m", "stage=toy", "domain=math,code", "toy.steps=40", "toy.step_sleep_s=0.3",
+            "run.save_every=1000")
+    math, code = (tmp_path / "default" / "toy" / d for d in ("math", "code"))
+    proc = subprocess.Popen(_argv(args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own group, as a terminal's foreground job
+    try:
+        wait_for(lambda: (math / "attempts").is_dir() and attempts(math)[-1].get("first_step_time")
+                 and time.time() - attempts(math)[-1]["first_step_time"] > 2, 180, "the first job's steps")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0 and "Run the same command again to resume" in out, out[-3000:]
+    (rec,) = attempts(math)
+    assert rec["state"] == "interrupted" and 0 < rec["step_end"] < 40, rec
+    assert rec["last_checkpoint_step"] == rec["step_end"], rec  # saved at the boundary, not killed
+    assert not (code / "attempts").exists()  # the next job never started
+    assert not (math / "STOP").exists()
+
+    launch(*args, cwd=tmp_path, timeout=600)
+    recs = attempts(math)
+    assert [r["state"] for r in recs] == ["interrupted", "completed"] and recs[1]["step_start"] == rec["step_end"]
+    assert attempts(code)[-1]["state"] == "completed"

@@ -48,6 +48,10 @@ def test_two_node_grpo_preempted_on_its_rollout_node_resumes_on_the_same_traject
     assert len(seen["nodes"]) == 2 and set(seen["nodes"]) <= {"n1", "n2", "n3"}, seen
     preempted = [r for r in recs if r["state"] == "preempted"]
     assert any(2 <= r["step_end"] < 5 for r in preempted), recs
+    first, after = preempted[0], recs[recs.index(preempted[0]) + 1]
+    print(f"\n[2-node preempted] notice -> saved {first['last_checkpoint_time'] - first['signal_time']:.1f} s; "
+          f"requeue -> next attempt {after['start_time'] - first['end_time']:.1f} s -> its first step "
+          f"{after['first_step_time'] - after['start_time']:.1f} s")
     for before, after in zip(recs, recs[1:]):
         if before["state"] == "preempted":
             assert after["step_start"] == before["step_end"], recs  # no step lost or redone
@@ -119,3 +123,19 @@ def test_kill_9_of_the_rollout_task_fails_the_job_fast_and_a_relaunch_resumes(sl
     recs = attempts(run)
     assert [r["state"] for r in recs] == ["failed", "completed"] and recs[1]["step_start"] == 2, recs
     assert json.loads((run / "DONE.json").read_text())["step"] == 6
+
+
+def test_two_grpo_jobs_at_once_on_the_same_node_pick_their_own_ports(slurm_cluster, tmp_path):
+    """Two GRPO jobs (a two-domain array) placed on the same node at the same time: each
+    job's task 0 finds free ports and publishes them in its run dir; both run to the end."""
+    grpo = ["stage=grpo", "domain=math,science", "grpo.steps=3", "grpo.prompts_per_step=8", "grpo.group_size=4",
+            "grpo.max_new_tokens=16", "run.save_every=1000"]
+    one_node = ["cluster=slurm", "cluster.partition=cpu", "cluster.tasks_per_node=2", "cluster.mem_gb=7",
+                "cluster.timeout_min=20", "+cluster.additional_parameters.nodelist=n3"]
+    launch(f"paths.root={tmp_path}", "-m", *one_node, *grpo, cwd=tmp_path, timeout=900)
+    runs = [tmp_path / "default" / "grpo" / d for d in ("math", "science")]
+    recs = [attempts(r)[-1] for r in runs]
+    assert all(r["state"] == "completed" and r["host"] == "n3" for r in recs), recs
+    assert max(r["start_time"] for r in recs) < min(r["end_time"] for r in recs), recs  # they overlapped
+    ports = [json.loads(next((r / ".endpoints").glob("*.json")).read_text())["port"] for r in runs]
+    assert ports[0] != ports[1], ports

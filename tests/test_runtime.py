@@ -141,3 +141,18 @@ def test_scancel_is_told_from_preemption_requeue_and_time_limit():
     assert not cancelled({**base, "JobState": "RUNNING"}, 1)                      # scancel --signal=TERM
     assert not cancelled({**base, "Reason": "TimeLimit"}, 1)                      # the time limit
     assert not cancelled({}, 0)                                                   # scontrol did not answer
+
+
+def test_resume_with_no_step_left_finishes_as_done(tmp_path):
+    """A crash between the last save and DONE.json: the relaunch has zero steps to do and
+    must finish cleanly as done (a completed attempt, DONE.json written), not exit silently."""
+    from conftest import attempts, launch
+
+    args = (f"paths.root={tmp_path}", "stage=toy", "toy.steps=4", "run.save_every=2")
+    launch(*args, cwd=tmp_path)
+    run = tmp_path / "default" / "toy" / "math"
+    (run / "DONE.json").unlink()
+    launch(*args, cwd=tmp_path)
+    recs = attempts(run)
+    assert [(r["state"], r["step_start"], r["step_end"]) for r in recs] == [("completed", 0, 4), ("completed", 4, 4)]
+    assert json.loads((run / "DONE.json").read_text())["step"] == 4

@@ -73,6 +73,18 @@ class JobContext:
         self.guard.restart_clock()
         return ck
 
+    def stop_requested(self) -> bool:
+        """A notice or a stop request is pending (cheap: polled while waiting mid-step)."""
+        return self.preemption.requested or rundir.stop_requested(self.run_dir)
+
+    def _stop_state(self) -> str | None:
+        """Why this job must stop now, the same on every rank (collective), or None."""
+        if any_rank(rundir.stop_requested(self.run_dir)):
+            return "interrupted"
+        if any_rank(self.preemption.requested):
+            return "cancelled" if any_rank(self._cancelled()) else "preempted"
+        return None
+
     def _cancelled(self) -> bool:
         """A SIGTERM that is a user's scancel, not a preemption (asked once per notice)."""
         if self._cancel is None:
@@ -84,7 +96,7 @@ class JobContext:
         the last completed one. Save it now (unless it is saved already) and stop, so the
         requeue comes well within the grace time; the resumed attempt redoes the step.
         Collective: every rank calls it."""
-        stop = "cancelled" if any_rank(self._cancelled()) else "preempted"
+        stop = self._stop_state() or "preempted"
         latest = self.checkpoints.latest()
         if latest is None or latest.step != step:
             self.save(step, save, meta)
@@ -102,10 +114,8 @@ class JobContext:
             if rec.first_step_time is None:
                 rec.first_step_time = now
                 self.attempts.write()
-        stop = None
-        if any_rank(self.preemption.requested):
-            stop = "cancelled" if any_rank(self._cancelled()) else "preempted"
-        elif any_rank(self.guard.must_stop(self._save_estimate_s, now)):
+        stop = self._stop_state()
+        if stop is None and any_rank(self.guard.must_stop(self._save_estimate_s, now)):
             stop = "timeout"
         if stop or step % self.save_every == 0:
             self.save(step, save, meta)
@@ -163,9 +173,12 @@ def run_job(cfg: DictConfig, body: Body, mutable: tuple[str, ...] = ()) -> dict:
         rec.mean_step_s = ctx.guard.mean_step_s
         if preemption.signum is not None:
             rec.signal, rec.signal_time = signal.Signals(preemption.signum).name, preemption.received_at
-        if stop.state == "cancelled":
-            recorder.finish(stop.state, f"cancelled (scancel): saved at step {stop.step}, not requeued", stop.step)
-            log.warning("cancelled: checkpoint saved at step %d; not requeued (relaunch to resume)", stop.step)
+        if stop.state in ("cancelled", "interrupted"):
+            why = "cancelled (scancel)" if stop.state == "cancelled" else "interrupted (stop request, Ctrl-C)"
+            recorder.finish(stop.state, f"{why}: saved at step {stop.step}, not requeued", stop.step)
+            log.warning("%s: checkpoint saved at step %d; not requeued (relaunch to resume)", why, stop.step)
+            if dist.is_writer:
+                rundir.clear_stop(state.path)
             return {"interrupted": stop.state, "step": stop.step}
         recorder.finish(stop.state, f"saved at step {stop.step} and stopped", stop.step)
         log.warning("%s: checkpoint saved at step %d; requeueing", stop.state, stop.step)

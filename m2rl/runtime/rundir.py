@@ -19,6 +19,7 @@ from . import atomic
 
 CONFIG_FILE = "config.yaml"
 DONE_FILE = "DONE.json"
+STOP_FILE = "STOP"  # a stop request: save at the next step boundary, end, no requeue
 # Sections that may change between launches of one run: where and how it runs, not what.
 # A stage adds keys of its own section (`Stage.mutable`), passed in as `mutable`.
 MUTABLE = ("cluster", "paths", "run.allow_config_change", "hydra")
@@ -101,6 +102,21 @@ def save_config(cfg: DictConfig, path: Path) -> None:
 
 def mark_done(path: Path, result: dict) -> None:
     atomic.write_json(path / DONE_FILE, result)
+
+
+def request_stop(path: Path) -> None:
+    """Ask the job running in `path` to save at its next step boundary and end, without a
+    requeue (what the local launcher does on a first Ctrl-C)."""
+    if Path(path).is_dir():
+        atomic.write_text(Path(path) / STOP_FILE, "stop requested\n")
+
+
+def stop_requested(path: Path) -> bool:
+    return (Path(path) / STOP_FILE).exists()
+
+
+def clear_stop(path: Path) -> None:
+    (Path(path) / STOP_FILE).unlink(missing_ok=True)
 
 
 def read_done(path: Path) -> dict | None:

@@ -44,7 +44,8 @@ def run(ctx: JobContext) -> dict:
     if role.kind == "idle":
         return {"role": "idle"}
     R.bind_devices(role)
-    ends = R.endpoints(env.num_nodes, salt=str(ctx.run_dir))
+    ends = R.endpoints(env.num_nodes, salt=str(ctx.run_dir), publish_dir=ctx.run_dir, rank=env.rank,
+                       wait_s=CONNECT_TIMEOUT_S)
     if role.kind == "rollout":
         return _serve(ctx, role, ends)
     return _learn(ctx, role, roles, ends)
@@ -286,7 +287,7 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
                         pending[ahead] = driver.submit(ahead)
                 try:
                     # a notice during generation (minutes at study scale) stops the wait at once
-                    gen = fleet.collect(("train", step), should_stop=lambda: ctx.preemption.requested)
+                    gen = fleet.collect(("train", step), should_stop=ctx.stop_requested)
                     reqs = pending.pop(step)
                     payload = {"items": _items(reqs, gen.groups, g)}
                 except StopWaiting:
