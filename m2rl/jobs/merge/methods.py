@@ -104,25 +104,35 @@ def _name_key(model: str, tensor: str) -> tuple[int, ...]:
     return tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))
 
 
-def keep_mask(seed: int, model: str, tensor: str, start: int, stop: int, keep: float) -> torch.Tensor:
-    """Bernoulli(keep) for elements [start, stop) of a tensor; `start` must sit on a block."""
+def keep_mask(seed: int, model: str, tensor: str, start: int, stop: int, keep: float,
+              out: torch.Tensor | None = None) -> torch.Tensor:
+    """Bernoulli(keep) for elements [start, stop) of a tensor, as float32 1.0 (keep) and 0.0
+    (drop), into `out` if given (float32 for multiplying: a bool mask would be converted
+    on every use); `start` must sit on a block."""
     if start % RNG_BLOCK:
         raise ValueError(f"chunk start {start} is not a multiple of {RNG_BLOCK}")
     key = _name_key(model, tensor)
     bound = np.uint32(min(round(keep * 2.0 ** 32), 2 ** 32 - 1))
-    out = np.empty(stop - start, dtype=np.bool_)
+    if out is None:
+        out = torch.empty(stop - start)
+    dest = out.numpy()
     for block in range(start // RNG_BLOCK, -(-stop // RNG_BLOCK)):
         lo = block * RNG_BLOCK
         hi = min(lo + RNG_BLOCK, stop)
         bits = np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(*key, block)))
-        out[lo - start:hi - start] = bits.random_raw((hi - lo + 1) // 2).view(np.uint32)[:hi - lo] < bound
-    return torch.from_numpy(out)
+        np.less(bits.random_raw((hi - lo + 1) // 2).view(np.uint32)[:hi - lo], bound, out=dest[lo - start:hi - start],
+                casting="unsafe")
+    return out
 
 
-def dare_(delta: torch.Tensor, recipe: Recipe, i: int, tensor: str, start: int, scale: float | None) -> torch.Tensor:
-    """Drop in place; paper: divide by (1 − p); mergekit: multiply by the tensor's L1 scale
+def dare_(delta: torch.Tensor, recipe: Recipe, i: int, tensor: str, start: int, scale: float | None,
+          mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Drop in place (by `mask`, the model's keep_mask for this chunk, when it was drawn
+    already); paper: divide by (1 − p); mergekit: multiply by the tensor's L1 scale
     (`scale`, None while that scale is being measured)."""
-    delta.mul_(keep_mask(recipe.seed, recipe.names[i], tensor, start, start + delta.numel(), 1 - recipe.drop_p))
+    if mask is None:
+        mask = keep_mask(recipe.seed, recipe.names[i], tensor, start, start + delta.numel(), 1 - recipe.drop_p)
+    delta.mul_(mask)
     if recipe.paper:
         delta.div_(1 - recipe.drop_p)
     elif scale is not None and scale != 1.0:
@@ -137,12 +147,15 @@ def l1_scale(before: float, after: float, eps: float = 1e-7) -> float:
 
 # --- combining ----------------------------------------------------------------------------
 
-def combine(recipe: Recipe, base: torch.Tensor, tv: torch.Tensor, sce_weights: torch.Tensor | None = None) -> torch.Tensor:
+def combine(recipe: Recipe, base: torch.Tensor, tv: torch.Tensor, sce_weights: torch.Tensor | None = None,
+            out: torch.Tensor | None = None) -> torch.Tensor:
     """base + λ·(merged task vector), from the stacked (N, m) task vectors `tv` (trimmed
-    and DAREd already; weighted here, in place). `average` takes `tv` as the models."""
+    and DAREd already; weighted here, in place), into `out` if given. `average` takes
+    `tv` as the models."""
     w = torch.tensor(recipe.weights, dtype=tv.dtype)
     if recipe.method == "average":
-        return _divide_by_total(recipe, w @ tv)
+        mean = _divide_by_total(recipe, w @ tv)
+        return mean if out is None else out.copy_(mean)
     if recipe.method == "sce":  # Σ ω_i τ_i over the agreeing entries / Σ ω_i over them
         agree = _agreement(tv)
         omega = sce_weights.to(tv.dtype)
@@ -169,7 +182,7 @@ def combine(recipe: Recipe, base: torch.Tensor, tv: torch.Tensor, sce_weights: t
                 mixed.div_(div)
     if recipe.lam != 1:
         mixed.mul_(recipe.lam)
-    return base + mixed
+    return torch.add(base, mixed, out=out)
 
 
 def _divide_by_total(recipe: Recipe, x: torch.Tensor) -> torch.Tensor:
