@@ -232,9 +232,9 @@ class Merger:
             if self.r.dare:
                 methods.dare_(tv[i], self.r, i, t.name, a, st.l1[i] if st.l1 else None, masks[i])
             if st.trims is not None:
-                tv[i].mul_(st.trims[i](tv[i].abs()))
+                tv[i].mul_(st.trims[i](tv[i].abs(), torch.float32))
         if select is not None:
-            tv.mul_(select(tv.var(0, unbiased=False)))
+            tv.mul_(select(tv.var(0, unbiased=False), torch.float32))
         return tv
 
     def _magnitudes(self, st: "_TensorState"):
@@ -307,7 +307,7 @@ class Merger:
             nonzero = sum(int(torch.count_nonzero(variance(t, a, b)[0][1])) for a, b in ranges)
             k = int(nonzero * r.select_topk)
             if k == 0:
-                st.select = lambda: (lambda var: torch.zeros_like(var, dtype=torch.bool))
+                st.select = lambda: (lambda var, dtype=torch.bool: torch.zeros_like(var, dtype=dtype))
             else:
                 (thr,) = self._select([t], variance, [k])
                 st.select = lambda: TopKMask(thr)  # a fresh tie budget for every pass
@@ -436,5 +436,5 @@ class _TensorState:
 
 def _at_least(value: float):
     v = torch.tensor(value, dtype=torch.float32)
-    return lambda x: x >= v
+    return lambda x, dtype=torch.bool: torch.ge(x, v, out=torch.empty(x.shape, dtype=dtype))
 

@@ -102,19 +102,20 @@ class KthLargest:
 
 class TopKMask:
     """Keep exactly the k largest values of a stream (all those above the threshold, and
-    ties in stream order): call with consecutive chunks of the same stream."""
+    ties in stream order): call with consecutive chunks of the same stream. The mask is
+    bool, or 1.0/0.0 in `dtype` (to multiply by: torch converts a bool factor slowly)."""
 
     def __init__(self, t: Threshold):
         self.t = t
         self._value = torch.tensor(t.value, dtype=torch.float32)
         self._ties_left = t.ties_to_keep
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
         if self._ties_left >= self.t.n_equal:  # every tie is kept (the usual case)
-            return x >= self._value
+            return torch.ge(x, self._value, out=torch.empty(x.shape, dtype=dtype))
         keep = x > self._value
         if self._ties_left > 0:
             ties = (x.reshape(-1) == self._value).nonzero().reshape(-1)[:self._ties_left]
             keep.view(-1)[ties] = True
             self._ties_left -= ties.numel()
-        return keep
+        return keep.to(dtype)
