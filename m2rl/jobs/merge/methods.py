@@ -148,16 +148,16 @@ def l1_scale(before: float, after: float, eps: float = 1e-7) -> float:
 # --- combining ----------------------------------------------------------------------------
 
 def combine(recipe: Recipe, base: torch.Tensor, tv: torch.Tensor, sce_weights: torch.Tensor | None = None,
-            out: torch.Tensor | None = None) -> torch.Tensor:
+            out: torch.Tensor | None = None, scratch: torch.Tensor | None = None) -> torch.Tensor:
     """base + λ·(merged task vector), from the stacked (N, m) task vectors `tv` (trimmed
-    and DAREd already; weighted here, in place), into `out` if given. `average` takes
-    `tv` as the models."""
+    and DAREd already; weighted here, in place), into `out` if given; `scratch`, a
+    buffer of tv's shape, holds the sign agreement. `average` takes `tv` as the models."""
     w = torch.tensor(recipe.weights, dtype=tv.dtype)
     if recipe.method == "average":
         mean = _divide_by_total(recipe, w @ tv)
         return mean if out is None else out.copy_(mean)
     if recipe.method == "sce":  # Σ ω_i τ_i over the agreeing entries / Σ ω_i over them
-        agree = _agreement(tv)
+        agree = _agreement(tv, scratch)
         omega = sce_weights.to(tv.dtype)
         div = omega @ agree
         if recipe.paper:
@@ -171,7 +171,7 @@ def combine(recipe: Recipe, base: torch.Tensor, tv: torch.Tensor, sce_weights: t
         if not recipe.consensus:
             mixed = _divide_by_total(recipe, sum_rows(tv))
         else:
-            agree = _agreement(tv)
+            agree = _agreement(tv, scratch)
             if recipe.paper:  # the disjoint mean: over the agreeing entries
                 div = sum_rows(agree).clamp_(min=1)
             elif recipe.divide_by_weights:  # over the agreeing entries' weights
@@ -201,11 +201,12 @@ def sum_rows(x: torch.Tensor) -> torch.Tensor:
     return acc
 
 
-def _agreement(tv: torch.Tensor) -> torch.Tensor:
+def _agreement(tv: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """(N, m) of 1.0 where an entry has the elected sign, that of the sum over models (a
-    zero sum elects +), else 0.0; zero entries never agree: τ·(±1) > 0, exactly."""
+    zero sum elects +), else 0.0, into `out` if given; zero entries never agree:
+    τ·(±1) > 0, exactly."""
     elected = torch.ge(sum_rows(tv), 0, out=torch.empty(tv.shape[1:], dtype=tv.dtype)).mul_(2).sub_(1)
-    return torch.gt(tv * elected, 0, out=torch.empty(tv.shape, dtype=tv.dtype))
+    return torch.mul(tv, elected, out=torch.empty_like(tv) if out is None else out).gt_(0)
 
 
 def sce_weights(recipe: Recipe, mean_squares: list[float]) -> torch.Tensor:
