@@ -20,6 +20,7 @@ once complete, so an interrupted merge never leaves a complete-looking output.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -137,6 +139,8 @@ class Merger:
         self._plan_index = {t.name: i for i, t in enumerate(self.plan)}
         n = len(inputs.models)
         self._scratch_flat = torch.empty(n * chunk_elems)
+        self._drawer = ThreadPoolExecutor(1, thread_name_prefix="merge-dare") \
+            if recipe.dare and self.threads > 1 else None
         self.reader = ReadAhead(self._load, [_Slot(n, chunk_elems, recipe.dare) for _ in range(2)], self.threads > 1)
 
     # --- reading ------------------------------------------------------------------------
@@ -212,15 +216,22 @@ class Merger:
                 self._read(m, t, a, b)
             return raw
         n, models = b - a, len(self.inp.models)
+        masks = None if slot.masks is None else slot.masks[:models * n].view(models, n)
+        drawn = []
+        if masks is not None:  # drawn on a thread of their own while the inputs are read
+            draw = functools.partial(methods.keep_mask, self.r.seed, tensor=t.name, start=a, stop=b,
+                                     keep=1 - self.r.drop_p)
+            drawn = [self._drawer.submit(draw, model=self.r.names[m], out=masks[m]) if self._drawer else
+                     draw(model=self.r.names[m], out=masks[m]) for m in range(models)]
         base = self._read(-1, t, a, b, slot, slot.base[:n])
         stack = slot.flat[:models * n].view(models, n)
-        masks = None if slot.masks is None else slot.masks[:models * n].view(models, n)
         for m in range(models):
             self._read(m, t, a, b, slot, stack[m])
             if self.r.method != "average":
                 stack[m].sub_(base)
-            if masks is not None:
-                methods.keep_mask(self.r.seed, self.r.names[m], t.name, a, b, 1 - self.r.drop_p, out=masks[m])
+        for fut in drawn:
+            if self._drawer:
+                fut.result()
         return base, stack, masks
 
     def _task_vectors(self, t: TensorInfo, a: int, deltas: torch.Tensor, masks: torch.Tensor | None,
@@ -269,8 +280,9 @@ class Merger:
             for a, b in ranges:
                 _, deltas, masks = self._inputs(t, a, b)
                 for i, d in enumerate(deltas):
-                    before[i] += float(d.abs().sum())
-                    after[i] += float(d.mul(masks[i]).abs_().sum())
+                    mag = d.abs()  # |δ|·mask = |δ·mask|: the mask is 1.0 or 0.0
+                    before[i] += float(mag.sum())
+                    after[i] += float(mag.mul_(masks[i]).sum())
             st.l1 = [methods.l1_scale(x, y) for x, y in zip(before, after)]
         if r.trim == "global":
             st.trims = [_at_least(th.value) for th in self.thresholds]
@@ -372,6 +384,8 @@ class Merger:
             return self._run(Path(out_dir).absolute(), t0)
         finally:
             self.reader.close()
+            if self._drawer is not None:
+                self._drawer.shutdown(wait=True)
             torch.set_num_threads(torch_threads)
 
     def _run(self, out_dir: Path, t0: float) -> dict:

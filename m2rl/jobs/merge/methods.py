@@ -161,7 +161,7 @@ def combine(recipe: Recipe, base: torch.Tensor, tv: torch.Tensor, sce_weights: t
         omega = sce_weights.to(tv.dtype)
         div = omega @ agree
         if recipe.paper:
-            div[div == 0] = 1
+            div.masked_fill_(div == 0, 1)
         else:
             div.clamp_(min=1e-6)
         mixed = (omega @ tv.mul_(agree)).div_(div)
@@ -176,7 +176,7 @@ def combine(recipe: Recipe, base: torch.Tensor, tv: torch.Tensor, sce_weights: t
                 div = sum_rows(agree).clamp_(min=1)
             elif recipe.divide_by_weights:  # over the agreeing entries' weights
                 div = w @ agree
-                div[div == 0] = 1
+                div.masked_fill_(div == 0, 1)
             mixed = sum_rows(tv.mul_(agree))
             if recipe.paper or recipe.divide_by_weights:
                 mixed.div_(div)

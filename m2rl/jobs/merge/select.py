@@ -83,9 +83,11 @@ class KthLargest:
         return self._done is None
 
     def add_lo(self, x: torch.Tensor) -> None:
-        # values below the bin count in slot 0, above it in the last slot: both dropped
-        slots = (_bits(x) - (self._bin << 16)).clamp_(-1, _LO_BINS).add_(1)
-        self._lo += torch.bincount(slots, minlength=_LO_BINS + 2)[1:-1].numpy()
+        # only the values in the bin: typically a few percent of them
+        b = _bits(x)
+        inside = b[(b >> 16) == self._bin]
+        if inside.numel():
+            self._lo += torch.bincount(inside & 0xFFFF, minlength=_LO_BINS).numpy()
 
     def result(self) -> Threshold:
         if self._done is not None:
