@@ -14,6 +14,9 @@ only imported by children) because a child's peak RSS counts its parent's at for
 
 The I/O floor row is a process (no torch) that reads every input file through the page
 cache and writes one output of the base's size: what no merge can beat on this machine.
+Outputs are removed once compared: on a VM, writing into page cache that never held a
+file costs several times more (fresh guest pages) and would favour whichever run
+came first.
 TA and Average are shown against it twice: the process's wall time (interpreter and
 imports included, about 1.4 s of torch import here) and the merge's own time from its
 record (`seconds`), against the floor's own read+write time.
@@ -213,6 +216,7 @@ def main() -> None:
     for _ in range(args.repeat):
         shutil.rmtree(work / "out" / "floor", ignore_errors=True)
         floors.append(io_floor(base, tasks, work / "out" / "floor"))
+        shutil.rmtree(work / "out" / "floor", ignore_errors=True)
     floor = {k: min(r[k] for r in floors) for k in floors[0]}
     print(f"  I/O floor: {floor['wall_s']:.2f} s (its reads and write: {floor['merge_s']:.2f} s)", flush=True)
     rows = []
@@ -230,6 +234,8 @@ def main() -> None:
                             run_mergekit(base, tasks, out, mk_method, mk_params, args.mergekit_venv, env))
             best[tool] = {k: min(r[k] for r in runs) for k in runs[0]}
         diff = _in_child(do="diff", a=str(outs["m2rl"]), b=str(outs["mergekit"])) if name in COMPARABLE else None
+        for out in outs.values():  # every run writes into page cache that a removed output freed
+            shutil.rmtree(out, ignore_errors=True)
         rows.append((name, best["m2rl"], best["mergekit"], diff))
         m, k = best["m2rl"], best["mergekit"]
         print(f"  {name}: m2rl {m['wall_s']:.1f} s / {m['rss_mb']:.0f} MB, "
