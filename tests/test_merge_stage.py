@@ -53,6 +53,7 @@ def test_defaults_compose_into_the_study_layout():
     (["merge.weights={math:1,chem:2}"], "merge.weights", "use the model names"),
     (["merge.models=[/nowhere/a]"], "merge.models.a", "HF model dir"),
     (["merge.dtype=int8"], "merge.dtype", "bfloat16"),
+    (["merge.threads=0"], "merge.threads", "merge.threads=2"),
 ])
 def test_bad_values_name_the_field_and_the_fix(overrides, field, fix):
     with pytest.raises(ConfigError) as err:

@@ -14,8 +14,9 @@ index, the base's config, tokenizer and generation config, and `merge_record.jso
 (method, parameters, inputs and their content hashes). Inputs are checked from their
 headers before anything is read; values are checked while streaming.
 
-Threads: `cluster.cpus_per_task` (or $OMP_NUM_THREADS). The merge is memory-bound; on a
-shared machine extra threads mostly spin.
+Threads: `merge.threads` (null, the default: every core the job may run on). With 2 or
+more, the next chunk is read while this one is computed and merged chunks are written
+behind (one thread each); torch computes on the cores left over.
 
 Restarts: a merge is restartable from scratch, not resumable. It never checkpoints; on
 a preemption notice it stops between tensors without publishing anything, and the
@@ -24,7 +25,6 @@ requeued attempt starts over (removing the temp dir a killed attempt left behind
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from m2rl.errors import ConfigError
@@ -45,8 +45,9 @@ def merge(base: str | Path, models: dict[str, str | Path], out: str | Path, meth
           semantics: str = "paper", weights: list[float] | None = None, lam: float = 1.0,
           density: float = 0.2, drop_p: float = 0.2, select_topk: float = 1.0, normalize: bool | None = None,
           seed: int = 0, dtype: str = "auto", chunk_mb: float = 8, shard_mb: float = 2000,
-          progress: bool = False, should_stop=None) -> dict:
-    """Merge `models` ({name: dir}) onto `base` into the HF dir `out`; returns the record."""
+          progress: bool = False, should_stop=None, threads: int | None = None) -> dict:
+    """Merge `models` ({name: dir}) onto `base` into the HF dir `out`; returns the record.
+    `threads`: None = every core this process may run on."""
     from .engine import Merger, chunk_elems_for
     from .inputs import open_inputs
     from .methods import Recipe
@@ -56,7 +57,7 @@ def merge(base: str | Path, models: dict[str, str | Path], out: str | Path, meth
     inputs = open_inputs(Path(base), {k: Path(v) for k, v in models.items()})
     try:
         merger = Merger(recipe, inputs, chunk_elems_for(chunk_mb), dtype, int(shard_mb * (1 << 20)),
-                        progress, should_stop)
+                        progress, should_stop, threads)
         return merger.run(Path(out))
     finally:
         inputs.close()
@@ -100,15 +101,11 @@ def run(ctx) -> dict:
                           "finish the runs that export them (stage=sft, stage=grpo) first, or point "
                           "merge.base / merge.models at existing HF model dirs")
     names = list(models)
-    if not os.environ.get("OMP_NUM_THREADS"):  # the CPUs the job asked for, not every core it can see
-        import torch
-
-        torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_task)))
     try:
         record = merge(base, models, ctx.run_dir / "export", m.method, m.semantics,
                        resolve_weights(m.weights, names), m.lam, m.density, m.drop_p, m.select_topk, m.normalize,
                        cfg.experiment.seed if m.seed is None else m.seed, m.dtype, m.chunk_mb, m.shard_mb,
-                       progress=True, should_stop=lambda: ctx.preemption.requested)
+                       progress=True, should_stop=lambda: ctx.preemption.requested, threads=m.threads)
     except InputError as err:
         raise ConfigError(err.field, str(err), INPUT_FIX) from None
     except Stopped:
@@ -124,4 +121,4 @@ STAGE = Stage("merge", run, schema=MergeConfig, validate=validate,
                      "merge.models: the task models (auto: <exp>/grpo/<domain>/export per merge.domains)"),
               writes=("export/: the merged model (sharded safetensors + index, config, tokenizer) and "
                       f"{RECORD_NAME} (method, parameters, inputs and their hashes)",),
-              mutable=("merge.chunk_mb", "merge.shard_mb"))
+              mutable=("merge.chunk_mb", "merge.shard_mb", "merge.threads"))

@@ -41,6 +41,7 @@ class MergeConfig:
     seed: Optional[int] = None  # DARE's seed (null = experiment.seed)
     dtype: str = AUTO  # output dtype of floating tensors: auto (the base's) | float32 | bfloat16 | float16
     chunk_mb: int = 8  # elements processed at a time per model (float32 MB): bounds memory
+    threads: Optional[int] = None  # cores to use (null = every core the job may run on)
     shard_mb: int = 2000  # output shard size
 
 
@@ -73,6 +74,10 @@ def validate(cfg) -> None:
         _fail("merge.chunk_mb", f"must be >= 1, got {m.chunk_mb}", "e.g. merge.chunk_mb=8")
     if m.shard_mb < 1:
         _fail("merge.shard_mb", f"must be >= 1, got {m.shard_mb}", "e.g. merge.shard_mb=2000")
+    if m.threads is not None and not (isinstance(m.threads, int) and not isinstance(m.threads, bool)
+                                      and m.threads >= 1):
+        _fail("merge.threads", f"must be a whole number >= 1 or null, got {m.threads!r}",
+              "e.g. merge.threads=2, or drop it to use every core the job may run on")
     if m.normalize is not None:
         if m.semantics != "mergekit":
             _fail("merge.normalize", "semantics=paper fixes each method's normalisation",

@@ -104,25 +104,35 @@ def _name_key(model: str, tensor: str) -> tuple[int, ...]:
     return tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))
 
 
-def keep_mask(seed: int, model: str, tensor: str, start: int, stop: int, keep: float) -> torch.Tensor:
-    """Bernoulli(keep) for elements [start, stop) of a tensor; `start` must sit on a block."""
+def keep_mask(seed: int, model: str, tensor: str, start: int, stop: int, keep: float,
+              out: torch.Tensor | None = None) -> torch.Tensor:
+    """Bernoulli(keep) for elements [start, stop) of a tensor, as float32 1.0 (keep) and 0.0
+    (drop), into `out` if given (float32 for multiplying: a bool mask would be converted
+    on every use); `start` must sit on a block."""
     if start % RNG_BLOCK:
         raise ValueError(f"chunk start {start} is not a multiple of {RNG_BLOCK}")
     key = _name_key(model, tensor)
     bound = np.uint32(min(round(keep * 2.0 ** 32), 2 ** 32 - 1))
-    out = np.empty(stop - start, dtype=np.bool_)
+    if out is None:
+        out = torch.empty(stop - start)
+    dest = out.numpy()
     for block in range(start // RNG_BLOCK, -(-stop // RNG_BLOCK)):
         lo = block * RNG_BLOCK
         hi = min(lo + RNG_BLOCK, stop)
         bits = np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(*key, block)))
-        out[lo - start:hi - start] = bits.random_raw((hi - lo + 1) // 2).view(np.uint32)[:hi - lo] < bound
-    return torch.from_numpy(out)
+        np.less(bits.random_raw((hi - lo + 1) // 2).view(np.uint32)[:hi - lo], bound, out=dest[lo - start:hi - start],
+                casting="unsafe")
+    return out
 
 
-def dare_(delta: torch.Tensor, recipe: Recipe, i: int, tensor: str, start: int, scale: float | None) -> torch.Tensor:
-    """Drop in place; paper: divide by (1 − p); mergekit: multiply by the tensor's L1 scale
+def dare_(delta: torch.Tensor, recipe: Recipe, i: int, tensor: str, start: int, scale: float | None,
+          mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Drop in place (by `mask`, the model's keep_mask for this chunk, when it was drawn
+    already); paper: divide by (1 − p); mergekit: multiply by the tensor's L1 scale
     (`scale`, None while that scale is being measured)."""
-    delta.mul_(keep_mask(recipe.seed, recipe.names[i], tensor, start, start + delta.numel(), 1 - recipe.drop_p))
+    if mask is None:
+        mask = keep_mask(recipe.seed, recipe.names[i], tensor, start, start + delta.numel(), 1 - recipe.drop_p)
+    delta.mul_(mask)
     if recipe.paper:
         delta.div_(1 - recipe.drop_p)
     elif scale is not None and scale != 1.0:
@@ -137,18 +147,21 @@ def l1_scale(before: float, after: float, eps: float = 1e-7) -> float:
 
 # --- combining ----------------------------------------------------------------------------
 
-def combine(recipe: Recipe, base: torch.Tensor, tv: torch.Tensor, sce_weights: torch.Tensor | None = None) -> torch.Tensor:
+def combine(recipe: Recipe, base: torch.Tensor, tv: torch.Tensor, sce_weights: torch.Tensor | None = None,
+            out: torch.Tensor | None = None, scratch: torch.Tensor | None = None) -> torch.Tensor:
     """base + λ·(merged task vector), from the stacked (N, m) task vectors `tv` (trimmed
-    and DAREd already; weighted here, in place). `average` takes `tv` as the models."""
+    and DAREd already; weighted here, in place), into `out` if given; `scratch`, a
+    buffer of tv's shape, holds the sign agreement. `average` takes `tv` as the models."""
     w = torch.tensor(recipe.weights, dtype=tv.dtype)
     if recipe.method == "average":
-        return _divide_by_total(recipe, w @ tv)
+        mean = _divide_by_total(recipe, w @ tv)
+        return mean if out is None else out.copy_(mean)
     if recipe.method == "sce":  # Σ ω_i τ_i over the agreeing entries / Σ ω_i over them
-        agree = _agreement(tv)
+        agree = _agreement(tv, scratch)
         omega = sce_weights.to(tv.dtype)
         div = omega @ agree
         if recipe.paper:
-            div[div == 0] = 1
+            div.masked_fill_(div == 0, 1)
         else:
             div.clamp_(min=1e-6)
         mixed = (omega @ tv.mul_(agree)).div_(div)
@@ -156,20 +169,20 @@ def combine(recipe: Recipe, base: torch.Tensor, tv: torch.Tensor, sce_weights: t
         if any(x != 1 for x in recipe.weights):
             tv.mul_(w[:, None])
         if not recipe.consensus:
-            mixed = _divide_by_total(recipe, tv.sum(0))
+            mixed = _divide_by_total(recipe, sum_rows(tv))
         else:
-            agree = _agreement(tv)
+            agree = _agreement(tv, scratch)
             if recipe.paper:  # the disjoint mean: over the agreeing entries
-                div = agree.sum(0).clamp_(min=1)
+                div = sum_rows(agree).clamp_(min=1)
             elif recipe.divide_by_weights:  # over the agreeing entries' weights
                 div = w @ agree
-                div[div == 0] = 1
-            mixed = tv.mul_(agree).sum(0)
+                div.masked_fill_(div == 0, 1)
+            mixed = sum_rows(tv.mul_(agree))
             if recipe.paper or recipe.divide_by_weights:
                 mixed.div_(div)
     if recipe.lam != 1:
         mixed.mul_(recipe.lam)
-    return base + mixed
+    return torch.add(base, mixed, out=out)
 
 
 def _divide_by_total(recipe: Recipe, x: torch.Tensor) -> torch.Tensor:
@@ -179,11 +192,21 @@ def _divide_by_total(recipe: Recipe, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _agreement(tv: torch.Tensor) -> torch.Tensor:
+def sum_rows(x: torch.Tensor) -> torch.Tensor:
+    """x.sum(0) of an (N, m) tensor, bit for bit (torch adds the rows in order too), as
+    N - 1 in-place adds: 3-4x faster than torch's reduction over the outer dim."""
+    acc = x[0].clone()
+    for row in x[1:]:
+        acc.add_(row)
+    return acc
+
+
+def _agreement(tv: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """(N, m) of 1.0 where an entry has the elected sign, that of the sum over models (a
-    zero sum elects +), else 0.0; zero entries never agree."""
-    elected = (tv.sum(0) >= 0).to(tv.dtype).mul_(2).sub_(1)
-    return torch.sign(tv).mul_(elected).clamp_(min=0)
+    zero sum elects +), else 0.0, into `out` if given; zero entries never agree:
+    τ·(±1) > 0, exactly."""
+    elected = torch.ge(sum_rows(tv), 0, out=torch.empty(tv.shape[1:], dtype=tv.dtype)).mul_(2).sub_(1)
+    return torch.mul(tv, elected, out=torch.empty_like(tv) if out is None else out).gt_(0)
 
 
 def sce_weights(recipe: Recipe, mean_squares: list[float]) -> torch.Tensor:

@@ -83,9 +83,11 @@ class KthLargest:
         return self._done is None
 
     def add_lo(self, x: torch.Tensor) -> None:
-        # values below the bin count in slot 0, above it in the last slot: both dropped
-        slots = (_bits(x) - (self._bin << 16)).clamp_(-1, _LO_BINS).add_(1)
-        self._lo += torch.bincount(slots, minlength=_LO_BINS + 2)[1:-1].numpy()
+        # only the values in the bin: typically a few percent of them
+        b = _bits(x)
+        inside = b[(b >> 16) == self._bin]
+        if inside.numel():
+            self._lo += torch.bincount(inside & 0xFFFF, minlength=_LO_BINS).numpy()
 
     def result(self) -> Threshold:
         if self._done is not None:
@@ -102,19 +104,20 @@ class KthLargest:
 
 class TopKMask:
     """Keep exactly the k largest values of a stream (all those above the threshold, and
-    ties in stream order): call with consecutive chunks of the same stream."""
+    ties in stream order): call with consecutive chunks of the same stream. The mask is
+    bool, or 1.0/0.0 in `dtype` (to multiply by: torch converts a bool factor slowly)."""
 
     def __init__(self, t: Threshold):
         self.t = t
         self._value = torch.tensor(t.value, dtype=torch.float32)
         self._ties_left = t.ties_to_keep
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
         if self._ties_left >= self.t.n_equal:  # every tie is kept (the usual case)
-            return x >= self._value
+            return torch.ge(x, self._value, out=torch.empty(x.shape, dtype=dtype))
         keep = x > self._value
         if self._ties_left > 0:
             ties = (x.reshape(-1) == self._value).nonzero().reshape(-1)[:self._ties_left]
             keep.view(-1)[ties] = True
             self._ties_left -= ties.numel()
-        return keep
+        return keep.to(dtype)

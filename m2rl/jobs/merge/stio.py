@@ -1,9 +1,11 @@
 """Safetensors read and written piece by piece.
 
 `ModelFiles` reads the headers of an HF model directory's (sharded) safetensors files and
-then any flat element range of any tensor with positioned reads into a fresh buffer: no
-memory map, so a process's resident memory holds only what it asked for, not the pages
-of every file it touched. `ShardWriter` writes sharded safetensors with an index from a
+then any flat element range of any tensor with positioned reads into a buffer the caller
+reuses (or a fresh one): no memory map, so a process's resident memory holds only what
+it asked for, not the pages of every file it touched (a mapped 4-model merge counts
+every input page it touched in its RSS), and one copy from the page cache into a buffer
+that stays in the CPU's caches costs about what the page faults of a map would. `ShardWriter` writes sharded safetensors with an index from a
 plan of names, dtypes and shapes known up front, so each shard's header is written
 first and the tensors' bytes follow as they are computed, one chunk at a time.
 """
@@ -130,12 +132,16 @@ class ModelFiles:
                                  f"the file has {size} (an interrupted copy or download?)")
             self.tensors[name] = info
 
-    def read(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Elements [start, stop) of the flattened tensor, in its stored dtype."""
+    def read(self, name: str, start: int = 0, stop: int | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Elements [start, stop) of the flattened tensor, in its stored dtype: into `out`
+        (a contiguous buffer of at least that many bytes, reused by the caller) or a fresh one."""
         info = self.tensors[name]
         stop = info.numel if stop is None else stop
         item = info.itemsize
-        buf = torch.empty((stop - start) * item, dtype=torch.uint8)
+        if out is None:
+            buf = torch.empty((stop - start) * item, dtype=torch.uint8)
+        else:
+            buf = out.reshape(-1).view(torch.uint8)[:(stop - start) * item]
         view = memoryview(buf.numpy())
         fd = self._fds.get(info.file)
         if fd is None:
