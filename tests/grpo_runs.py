@@ -25,11 +25,11 @@ def exported_weights(run: Path) -> dict:
     return load_file(str(run / "export" / "model.safetensors"))
 
 
-def reference_run(tmp_path: Path, grpo: list[str]) -> Path:
+def reference_run(tmp_path: Path, grpo: list[str], domain: str = "science") -> Path:
     """The same run, never interrupted, on the local executor; returns its run dir."""
     root = tmp_path / "reference"
     launch(f"paths.root={root}", "-m", *grpo, cwd=tmp_path, timeout=900)
-    return root / "default" / "grpo" / "science"
+    return root / "default" / "grpo" / domain
 
 
 def assert_same_trajectory(run: Path, ref: Path, steps: int, keys=TRAJECTORY, moving: bool = True) -> None:
