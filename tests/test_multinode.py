@@ -18,7 +18,7 @@ from grpo_runs import TRAJECTORY, assert_same_trajectory, reference_run, train_l
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.vllm, requires("vllm")]
 
-GRPO = ["stage=grpo", "domain=science", "grpo.steps=5", "grpo.prompts_per_step=16", "grpo.group_size=8",
+GRPO = ["stage=grpo", "domain=science", "grpo.steps=10", "grpo.prompts_per_step=16", "grpo.group_size=8",
         "grpo.max_new_tokens=24", "grpo.optim.lr=1e-3", "run.save_every=1000"]
 TWO_NODES = ["cluster=slurm", "cluster.partition=cpu", "cluster.nodes=2", "cluster.tasks_per_node=1",
              "cluster.mem_gb=12", "cluster.timeout_min=20"]
@@ -47,7 +47,7 @@ def test_two_node_grpo_preempted_on_its_rollout_node_resumes_on_the_same_traject
     assert recs[-1]["state"] == "completed", (recs, out[-3000:])
     assert len(seen["nodes"]) == 2 and set(seen["nodes"]) <= {"n1", "n2", "n3"}, seen
     preempted = [r for r in recs if r["state"] == "preempted"]
-    assert any(2 <= r["step_end"] < 5 for r in preempted), recs
+    assert any(2 <= r["step_end"] < 10 for r in preempted), recs  # mid-run: a fast machine once had all 5 steps of a shorter run done before the notice
     first, after = preempted[0], recs[recs.index(preempted[0]) + 1]
     print(f"\n[2-node preempted] notice -> saved {first['last_checkpoint_time'] - first['signal_time']:.1f} s; "
           f"requeue -> next attempt {after['start_time'] - first['end_time']:.1f} s -> its first step "
@@ -59,7 +59,7 @@ def test_two_node_grpo_preempted_on_its_rollout_node_resumes_on_the_same_traject
     assert len(rows) >= 2 and all("node=2" in r["AllocTRES"] for r in rows), rows
 
     done = json.loads((run / "DONE.json").read_text())
-    assert done["step"] == 5 and (done["learners"], done["rollout_workers"]) == (1, 1)
+    assert done["step"] == 10 and (done["learners"], done["rollout_workers"]) == (1, 1)
     place = done["placement"]  # the last attempt's: learner on its node 0, rollout worker on node 1
     assert len(place["learners"]) == 1 and len(place["rollout_workers"]) == 1, place
     assert place["learners"][0] != place["rollout_workers"][0], place
@@ -68,7 +68,7 @@ def test_two_node_grpo_preempted_on_its_rollout_node_resumes_on_the_same_traject
     # the engine scored its samples with the weights the learner had: synced across nodes every step
     kl = [x["kl/engine_vs_learner"] for x in train_lines(run)]
     assert all(abs(v) < 1e-3 for v in kl), kl
-    assert_same_trajectory(run, reference_run(tmp_path, GRPO), steps=5,
+    assert_same_trajectory(run, reference_run(tmp_path, GRPO), steps=10,
                            keys=(*TRAJECTORY, "kl/engine_vs_learner"))
 
 
