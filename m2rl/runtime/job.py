@@ -79,11 +79,11 @@ class JobContext:
 
     def _stop_state(self) -> str | None:
         """Why this job must stop now, the same on every rank (collective), or None."""
+        if not any_rank(self.stop_requested()):  # the common case: one collective per boundary
+            return None
         if any_rank(rundir.stop_requested(self.run_dir)):
             return "interrupted"
-        if any_rank(self.preemption.requested):
-            return "cancelled" if any_rank(self._cancelled()) else "preempted"
-        return None
+        return "cancelled" if any_rank(self._cancelled()) else "preempted"
 
     def _cancelled(self) -> bool:
         """A SIGTERM that is a user's scancel, not a preemption (asked once per notice)."""
