@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, attempts, launch, launch_bg, wait_for
+from conftest import REPO, SLURM_NODES, attempts, launch, launch_bg, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -78,9 +78,11 @@ def test_report_matches_sacct_with_a_preemption(slurm_cluster, tmp_path):
     proc = launch_bg(*sweep, cwd=tmp_path)
     try:
         wait_for(lambda: stepping(math_run, 0, 3) and stepping(code_run, 0, 1), 240, "both tasks' first steps")
-        # all four GPUs: preempts the jobs holding GPUs (ours), not the CPU-only jobs of other tests
-        urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent", "--gres=gpu:4", "-o", "/dev/null",
-                                 "--wrap", "sleep 5"], check=True, capture_output=True, text=True).stdout.strip()
+        # every GPU of every node (the two tasks may be on different nodes): preempts the jobs
+        # holding GPUs (ours), not the CPU-only jobs of other tests
+        urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent", "-N", str(SLURM_NODES), "--gres=gpu:4",
+                                 "-o", "/dev/null", "--wrap", "sleep 5"],
+                                check=True, capture_output=True, text=True).stdout.strip()
         # once code has resumed, SIGKILL it: no notice, no save, its record gets no end
         wait_for(lambda: stepping(code_run, 1, 1.0), 240, "the code task to resume and take steps")
         # (scancel --signal=KILL becomes a step cancel here: SIGTERM first, and the job saves)
