@@ -13,8 +13,9 @@ Reads the GPU-hour ledger (`m2rl.ledger`: every attempt record, reconciled with 
 
 The arms: separate = single-domain GRPO runs + merge jobs; mixed = the multi-task GRPO
 run; MT-OPD = the distillation run, alone and with its teachers (the single-domain runs);
-base (SFT) is shared by all and sits outside the comparison. The headline ratio is the
-study's: mixed / single-domain RL runs (33.2% in the paper), without merge or MT-OPD.
+base (SFT) is shared by all and sits outside the comparison; eval runs cost a line of
+their own, in no arm. The headline ratio is the study's: mixed / single-domain RL runs
+(33.2% in the paper), without merge or MT-OPD.
 """
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def document(exp: Path, led: Ledger, comp: compare.Comparison, results: list[eva
     runs.runs_section(doc, led, files, out)
     runs.signal_section(doc, led)
     preemption.interruptions_section(doc, led)
-    accuracy.accuracy_section(doc, results, files, out, U)
+    accuracy.accuracy_section(doc, results, comp, files, out, U)
     runs.tensorboard_section(doc, exp, led)
     reconciliation.reconciliation_section(doc, led)
     doc.h(1, "Problems")

@@ -66,6 +66,7 @@ class Comparison:
     opd: Group
     opd_teachers: Group    # MT-OPD plus the single-domain RL runs it distils from
     base: Group
+    evals: Group           # eval runs: their own cost, in no arm
     others: list[Group]
     unattributed_gpu_s: float
 
@@ -74,6 +75,12 @@ class Comparison:
             return None
         a, b = (num.gpu_s, den.gpu_s) if what is None else (num.per(what), den.per(what))
         return a / b if a is not None and b else None
+
+    @property
+    def groups(self) -> list[Group]:
+        """Every group, in the order the cost summary lists them."""
+        return [self.separate_rl, self.merges, self.separate, self.mixed, self.opd, self.opd_teachers, self.base,
+                self.evals] + self.others
 
     @property
     def headline(self) -> float | None:
@@ -87,7 +94,7 @@ def compare(ledger: Ledger) -> Comparison:
     sep = by_arm.get("separate", [])
     rl = [t for t in sep if t.run.stage != "merge"]
     merges = [t for t in sep if t.run.stage == "merge"]
-    others = [Group(a, a, ts) for a, ts in sorted(by_arm.items()) if a not in ("separate", "mixed", "opd", "base")]
+    others = [Group(a, a, ts) for a, ts in sorted(by_arm.items()) if a not in ARM_ORDER]
     return Comparison(
         separate_rl=Group("separate_rl", "separate: single-domain RL runs", rl),
         merges=Group("merge", "separate: merge jobs", merges),
@@ -97,6 +104,7 @@ def compare(ledger: Ledger) -> Comparison:
         opd_teachers=Group("opd_teachers", "MT-OPD + its teachers", by_arm.get("opd", []) + rl
                            if by_arm.get("opd") else []),
         base=Group("base", "base (SFT), shared by every arm", by_arm.get("base", [])),
+        evals=Group("eval", "eval: benchmark runs, in no arm", by_arm.get("eval", [])),
         others=others,
         unattributed_gpu_s=sum(e.gpu_s for e in ledger.unattributed),
     )

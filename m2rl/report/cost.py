@@ -28,9 +28,7 @@ def summary_section(doc: Doc, led: Ledger, comp: compare.Comparison, files, out)
         doc.p(f"MT-OPD cost {fmt_h(comp.opd.gpu_s)} {U}-hours alone, {fmt_h(comp.opd_teachers.gpu_s)} with the "
               f"single-domain RL runs that serve as its teachers.")
     rows = []
-    groups = [comp.separate_rl, comp.merges, comp.separate, comp.mixed, comp.opd, comp.opd_teachers, comp.base]
-    groups += comp.others
-    for g in groups:
+    for g in comp.groups:
         if not g.runs:
             continue
         prompts, measured = g.prompts
@@ -42,7 +40,8 @@ def summary_section(doc: Doc, led: Ledger, comp: compare.Comparison, files, out)
                  led.runs.values())), fmt_dur(sum(t.queued_s or 0 for t in led.runs.values()) or None)])
     doc.table(["arm", "runs", f"{U} hours", "steps", "prompts", "generated tokens", f"{U} hours lost",
                "queued"], rows, caption="Groups overlap (separate = RL + merge; MT-OPD + teachers includes the "
-               "single-domain runs). est. = batch x steps, where DONE.json gives no `prompts` count.")
+               "single-domain runs); eval runs are in no arm. est. = batch x steps, where DONE.json gives no "
+               "`prompts` count.")
     if (r := rel(files, "arms", out)):
         doc.img(*r, f"{U} cost per arm")
 

@@ -145,37 +145,31 @@ def runs(totals: list, path: Path, device: str = "GPU") -> Path | None:
 
 
 def cost_vs_accuracy(results: list[EvalResult], path: Path, device: str = "GPU") -> Path | None:
+    """Each model's average accuracy over the benchmarks vs the RL cost that produced it,
+    coloured by arm; hollow: a model with fewer benchmarks than the others."""
     pts = [r for r in results if r.cost_gpu_s is not None]
     if not pts:
         return None
-    benches = sorted({b for r in pts for b in r.scores})
-    shown = benches[:6]
-    n = len(shown)
-    cols = min(3, n)
-    rows = (n + cols - 1) // cols
+    n_all = len({b for r in results for b in r.benches})
     name, div = unit(max(r.cost_gpu_s for r in pts) or 1.0, device)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
-    for i, b in enumerate(shown):
-        ax = axes[i // cols][i % cols]
-        for r in pts:
-            if b in r.scores:
-                x = r.cost_gpu_s / div
-                ax.scatter(x, r.scores[b], color=ARM_COLORS.get(r.arm, "#a0aec0"), s=40, zorder=3)
-                ax.annotate(r.label, (x, r.scores[b]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        ax.set_title(b)
-        ax.set_xlabel(f"RL {name} to produce the model")
-        ax.set_ylabel("score")
-        ax.grid(alpha=0.3)
-        ax.margins(x=0.25, y=0.2)
-    for j in range(n, rows * cols):
-        axes[j // cols][j % cols].axis("off")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    stacked: dict[float, int] = {}  # models of one cost (merges of the same runs): labels one under another
+    for r in sorted(pts, key=lambda r: -r.avg):
+        x, color = r.cost_gpu_s / div, ARM_COLORS.get(r.arm, "#a0aec0")
+        ax.scatter(x, r.avg, s=55, zorder=3, edgecolors=color, linewidths=1.5,
+                   facecolors=color if len(r.benches) == n_all else "none")
+        i = stacked[round(x, 3)] = stacked.get(round(x, 3), -1) + 1
+        ax.annotate(r.label, (x, r.avg), textcoords="offset points", xytext=(6, 4 - 10 * i), fontsize=8)
     from matplotlib.lines import Line2D
 
     arms_seen = list(dict.fromkeys(r.arm for r in pts))
-    fig.legend([Line2D([], [], marker="o", ls="", color=ARM_COLORS.get(a, "#a0aec0")) for a in arms_seen],
-               arms_seen, loc="upper right", fontsize=8, frameon=False, ncol=len(arms_seen))
-    title = "Cost vs accuracy"
-    if len(benches) > len(shown):
-        title += f"; first {len(shown)} of {len(benches)} benchmarks, all are in the table"
-    fig.suptitle(title, fontsize=11)
+    ax.legend([Line2D([], [], marker="o", ls="", color=ARM_COLORS.get(a, "#a0aec0")) for a in arms_seen], arms_seen,
+              fontsize=8, frameon=False, loc="best")
+    ax.set_xlabel(f"RL {name} to produce the model")
+    ax.set_ylabel(f"average accuracy over {n_all} benchmark(s), %")
+    ax.set_title("Average accuracy vs cost" + ("; hollow: fewer benchmarks" if any(
+        len(r.benches) < n_all for r in pts) else ""))
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.2, y=0.15)
+    ax.spines[["top", "right"]].set_visible(False)
     return _save(fig, path)

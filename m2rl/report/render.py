@@ -67,12 +67,14 @@ def to_markdown(doc: Doc) -> str:
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
 _ITAL = re.compile(r"(?<![*\w])\*([^*]+)\*(?![*\w])")
+_UNDER = re.compile(r"&lt;u&gt;(.+?)&lt;/u&gt;")  # <u>second best</u> in the accuracy tables
 
 
 def _inline(text: str) -> str:
     s = html.escape(str(text), quote=False)
     s = _CODE.sub(r"<code>\1</code>", s)
     s = _BOLD.sub(r"<strong>\1</strong>", s)
+    s = _UNDER.sub(r"<u>\1</u>", s)
     return _ITAL.sub(r"<em>\1</em>", s)
 
 
