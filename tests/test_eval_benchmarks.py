@@ -17,7 +17,8 @@ from m2rl.rewards import Scorer
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
 RESPONSES = json.loads((FIX / "responses.json").read_text())
-OFFLINE_COUNTS = {"aime24": 30, "aime25": 15, "math500": 311, "humaneval": 164, "ifbench": 294}
+OFFLINE_COUNTS = {"aime24": 30, "aime25": 15, "math500": 311, "humaneval": 164, "ifbench": 294,
+                  "heldout_math": 100, "heldout_code": 100, "heldout_science": 100, "heldout_if": 100}
 FILES = {"gpqa_diamond": "gpqa_diamond.csv", "ifeval": "ifeval.jsonl", "mmlu_redux": "mmlu_redux.jsonl",
          "lcb_v5": "lcb.jsonl", "lcb_v6": "lcb.jsonl", "hle": "hle.jsonl"}
 FILE_COUNTS = {"gpqa_diamond": 3, "ifeval": 3, "mmlu_redux": 3, "lcb_v5": 2, "lcb_v6": 1, "hle": 3}
@@ -63,9 +64,15 @@ def _gold_and_wrong(name, items):
         return [RESPONSES[i.id]["gold"] for i in items], [RESPONSES[i.id]["wrong"] for i in items]
     gold = [get(name).gold(i) for i in items]
     if get(name).domain == "science" or "choices" in items[0].reward_spec:
-        wrong = [gold_text.replace(f"Answer: {i.reward_spec['answer']}",
-                                   f"Answer: {'A' if i.reward_spec['answer'] != 'A' else 'B'}")
+        def other(i):
+            return "A" if i.reward_spec["answer"] != "A" else "B"
+        wrong = [gold_text.replace(f"Answer: {i.reward_spec['answer']}", f"Answer: {other(i)}")
+                 .replace(f"\\boxed{{{i.reward_spec['answer']}}}", f"\\boxed{{{other(i)}}}")
                  for gold_text, i in zip(gold, items)]
+    elif name == "heldout_code":
+        wrong = ["```python\nprint('no')\n```"] * len(items)
+    elif name == "heldout_if":  # free-text constraints: a one-word answer breaks most, not all
+        wrong = None
     elif name == "humaneval":
         wrong = [f"```python\n{i.reward_spec['prompt']}    raise NotImplementedError\n```" for i in items]
     else:
@@ -79,6 +86,8 @@ def test_gold_scores_one_and_wrong_zero(name, scorer):
     gold, wrong = _gold_and_wrong(name, items)
     got = score_many(items, gold, scorer=scorer)
     assert [i.id for i, (r, _) in zip(items, got) if r != 1.0] == [], [info for r, info in got if r != 1.0][:3]
+    if wrong is None:
+        return
     got = score_many(items, wrong, scorer=scorer)
     assert [i.id for i, (r, _) in zip(items, got) if r != 0.0] == []
 

@@ -9,7 +9,8 @@
 rest), a local file in the published format, or a hub id. Each loader's module states the
 answer format and scoring rule beside it: math_sets (AIME'24, AIME'25, MATH-500),
 code_sets (HumanEval, LiveCodeBench v5/v6), choice_sets (GPQA-Diamond, MMLU-Redux),
-instruction_sets (IFEval, IFBench), hle.
+instruction_sets (IFEval, IFBench), hle, heldout (each domain's held-out split of the
+bundled generators: heldout_math, heldout_code, heldout_science, heldout_if).
 
 Default sampling is the study's: temperature 1.0, top_p 0.7, up to 32768 tokens, and K
 (`n`) = 16 for AIME'24 (AIME'25 alike), 4 for GPQA-Diamond, 1 for IFBench; benchmarks the
@@ -21,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from m2rl.eval import choice_sets, code_sets, hle, instruction_sets, math_sets
+from m2rl.eval import choice_sets, code_sets, heldout, hle, instruction_sets, math_sets
 from m2rl.eval.items import EvalItem, Sampling
 
 
@@ -65,6 +66,12 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     Benchmark("lcb_v5", "code", code_sets.lcb_v5, Sampling(), code_sets.LCB_HUB, _lcb_gold),
     Benchmark("lcb_v6", "code", code_sets.lcb_v6, Sampling(), code_sets.LCB_HUB, _lcb_gold),
     Benchmark("hle", "math", hle.hle, Sampling(), hle.HUB, hle.gold),  # its MC items: science
+    # each domain's held-out split of the bundled generators (the embedded default's eval)
+    Benchmark("heldout_math", "math", heldout.math, Sampling(n=4), heldout.DEFAULT_SOURCE, heldout.gold, True),
+    Benchmark("heldout_code", "code", heldout.code, Sampling(n=4), heldout.DEFAULT_SOURCE, heldout.gold, True),
+    Benchmark("heldout_science", "science", heldout.science, Sampling(n=4), heldout.DEFAULT_SOURCE,
+              heldout.gold, True),
+    Benchmark("heldout_if", "if", heldout.instructions, Sampling(n=4), heldout.DEFAULT_SOURCE, heldout.gold, True),
 ]}
 
 

@@ -23,9 +23,10 @@ REGISTRY = {
     "grpo": "m2rl.jobs.grpo",
     "merge": "m2rl.jobs.merge",
     "report": "m2rl.jobs.report",
+    "eval": "m2rl.jobs.eval",
 }
 # stages with a config group (configs/stage/) and no body yet
-PLANNED = ("opd", "eval")
+PLANNED = ("opd",)
 
 __all__ = ["REGISTRY", "PLANNED", "Layout", "Stage", "stage", "stages", "schema", "register", "validate"]
 

@@ -86,8 +86,10 @@ class RolloutEngine:
         self.start_s = time.time() - t0
         log.info("vLLM engine up in %.1f s (%s)", self.start_s, kwargs["dtype"])
 
-    def generate(self, prompts: list[list[int]], spec: SamplingSpec, seeds: list[int]) -> list[list[dict]]:
-        """For each prompt, `spec.n` completions: {"ids", "logprobs", "text", "finish"}.
+    def generate(self, prompts: list[list[int]], spec: SamplingSpec, seeds: list[int],
+                 logprobs: bool = True) -> list[list[dict]]:
+        """For each prompt, `spec.n` completions: {"ids", "logprobs", "text", "finish"}
+        (no "logprobs" when `logprobs` is False: evaluation needs none).
         Each prompt samples with its own seed: the same prompts and seeds on the same
         weights give the same completions, whatever ran before (from an empty prefix
         cache, so that prefills are scheduled alike)."""
@@ -99,17 +101,64 @@ class RolloutEngine:
             room = self.llm.llm_engine.model_config.max_model_len - len(p)
             params.append(SamplingParams(
                 n=spec.n, temperature=spec.temperature, top_p=spec.top_p, top_k=spec.top_k,
-                max_tokens=max(1, min(spec.max_new_tokens, room)), seed=seed, logprobs=0))
+                max_tokens=max(1, min(spec.max_new_tokens, room)), seed=seed, logprobs=0 if logprobs else None))
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         groups = []
         for out in outs:
             group = []
             for o in sorted(out.outputs, key=lambda o: o.index):
                 ids = list(o.token_ids)
-                group.append({"ids": np.asarray(ids, dtype=np.int32), "logprobs": sampled_logprobs(ids, o.logprobs),
-                              "text": o.text, "finish": o.finish_reason or ""})
+                c = {"ids": np.asarray(ids, dtype=np.int32), "text": o.text, "finish": o.finish_reason or ""}
+                if logprobs:
+                    c["logprobs"] = sampled_logprobs(ids, o.logprobs)
+                group.append(c)
             groups.append(group)
         return groups
+
+    def stream(self, prompts: list[list[int]], specs: list[SamplingSpec], seeds: list[int],
+               on_done=None, should_stop=None) -> list[list[dict]] | None:
+        """Each prompt with its own sampling and seed (the eval job's benchmarks differ in
+        K and length), in one batch; `on_done(i, group)` as prompt i finishes (its
+        completions as `generate` gives them, without log-probs). `should_stop()` is
+        polled between engine steps: when it says so the rest is aborted and None is
+        returned, at once, not after the longest response."""
+        from vllm import SamplingParams
+
+        self.llm.reset_prefix_cache()
+        limit = self.llm.llm_engine.model_config.max_model_len
+        params = [SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, seed=seed,
+                                 max_tokens=max(1, min(s.max_new_tokens, limit - len(p))))
+                  for p, s, seed in zip(prompts, specs, seeds)]
+        ids = self.llm.enqueue([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        # outputs carry the caller's id, which vLLM's internal one extends with "-<random>"
+        index = {rid: i for i, rid in enumerate(ids)}
+        index.update({rid.rsplit("-", 1)[0]: i for i, rid in enumerate(ids) if "-" in rid})
+        groups: list[list[dict] | None] = [None] * len(prompts)
+        engine = self.llm.llm_engine
+        while engine.has_unfinished_requests():
+            for out in engine.step():
+                if not out.finished:
+                    continue
+                i = index[out.request_id]
+                groups[i] = [{"ids": np.asarray(o.token_ids, dtype=np.int32), "text": o.text,
+                              "finish": o.finish_reason or ""} for o in sorted(out.outputs, key=lambda o: o.index)]
+                if on_done is not None:
+                    on_done(i, groups[i])
+            if should_stop is not None and should_stop():
+                engine.abort_request([rid for rid, i in index.items() if groups[i] is None and "-" not in rid]
+                                     or [rid for rid, i in index.items() if groups[i] is None])
+                while engine.has_unfinished_requests():
+                    engine.step()
+                return None
+        return groups
+
+    def close(self) -> None:
+        """Stop the engine's processes now (not at interpreter exit): another engine may
+        follow in this process."""
+        core = getattr(self.llm.llm_engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        del self.llm
 
 
 def sampled_logprobs(ids: list[int], logprobs) -> np.ndarray:

@@ -7,7 +7,9 @@ different config is refused unless `run.allow_config_change=true`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,24 @@ STOP_FILE = "STOP"  # a stop request: save at the next step boundary, end, no re
 # Sections that may change between launches of one run: where and how it runs, not what.
 # A stage adds keys of its own section (`Stage.mutable`), passed in as `mutable`.
 MUTABLE = ("cluster", "paths", "run.allow_config_change", "hydra")
+
+
+def slug(name) -> str:
+    """A run name from a model or a path: `grpo/math` -> `grpo-math`, `/x/y/export` -> `y`,
+    `Qwen/Qwen3-4B` -> `Qwen-Qwen3-4B`; a list joins its items' with `+` (a hash when that
+    is long). One directory level, the same for the same name."""
+    if isinstance(name, (list, tuple)) or (hasattr(name, "__iter__") and not isinstance(name, str)):
+        joined = "+".join(slug(n) for n in name)
+        return joined if len(joined) <= 80 else "models-" + hashlib.sha256(joined.encode()).hexdigest()[:10]
+    p = Path(str(name))
+    if p.name == "export" and p.parent.name:
+        p = p.parent
+    text = p.name if p.is_absolute() or str(name).startswith((".", "~")) else str(p)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "model"
+
+
+# `run.name: ${m2rl.slug:${eval.model}}` (configs/stage/eval.yaml)
+OmegaConf.register_new_resolver("m2rl.slug", slug, replace=True)
 
 
 def experiment_dir(cfg: DictConfig) -> Path:

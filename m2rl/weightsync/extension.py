@@ -8,6 +8,8 @@ the model needs (calling `model.load_weights` directly breaks on the CPU backend
 repacks its linear weights).
 
 * bytes: a safetensors blob (tensors themselves do not pickle through collective_rpc).
+* files: an HF dir's safetensors shards, read by each worker itself (the eval job's next
+  model of the same architecture).
 * NCCL: a torch ProcessGroupNCCL of learner 0 (rank 0) and every engine worker, built
   from a TCPStore that learner 0 hosts; the learner broadcasts flat buckets of one dtype,
   which are cut into the named tensors as they stream into reload_weights.
@@ -30,6 +32,12 @@ class EngineWeights:
     def load_bytes(self, blob: bytes) -> None:
         self.llm.collective_rpc("m2rl_load_bytes", args=(blob,))
         self.llm.reset_prefix_cache()  # cached KV was computed with the old weights
+
+    def load_files(self, paths: list[str]) -> None:
+        """Another checkpoint of the same architecture, read by each engine worker from its
+        safetensors files (an HF dir's shards): no engine restart, nothing through pickles."""
+        self.llm.collective_rpc("m2rl_load_files", args=([str(p) for p in paths],))
+        self.llm.reset_prefix_cache()
 
     def nccl_init(self, host: str, port: int, rank_offset: int, world_size: int) -> None:
         self.llm.collective_rpc("m2rl_nccl_init", args=(host, port, rank_offset, world_size))
@@ -64,6 +72,26 @@ class WeightSyncExtension:
         weights = load(blob)
         self.reload_weights(weights_iterator=iter(weights.items()))
         return len(weights)
+
+    def m2rl_load_files(self, paths: list[str]) -> int:
+        from safetensors import safe_open
+
+        def tensors():
+            for path in paths:
+                with safe_open(path, framework="pt") as f:
+                    for name in f.keys():
+                        yield name, f.get_tensor(name)
+
+        count = 0
+
+        def counted():
+            nonlocal count
+            for item in tensors():
+                count += 1
+                yield item
+
+        self.reload_weights(weights_iterator=counted())
+        return count
 
     def m2rl_nccl_init(self, host: str, port: int, rank_offset: int, world_size: int) -> int:
         rank = rank_offset + int(getattr(self, "rank", 0))

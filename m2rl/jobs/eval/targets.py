@@ -1,0 +1,89 @@
+"""What `eval.model` names, resolved to the models to evaluate (`Target`s).
+
+* `all`: the base model, then every `<stage>/<run>/export` of the experiment (sft, grpo,
+  merge, opd runs, in that order) that holds a model.
+* `base`: the model config's model (`model=...`), the one every run starts from.
+* `<stage>/<run>`: that run's `export/` in this experiment (it must exist at launch).
+* an existing directory: an HF model dir; anything else: a hub id.
+* a list of these: each in turn, in one job (one engine start for one architecture).
+
+Each target's results go to `<exp>/eval/<slug>/` (`slug`: `grpo/math` -> `grpo-math`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from m2rl.errors import ConfigError
+from m2rl.runtime.rundir import arm as arm_of
+from m2rl.runtime.rundir import experiment_dir, slug
+
+STAGES = ("sft", "grpo", "merge", "opd")  # the stages whose runs export a model, in the study's order
+EXPORT = "export"
+BASE = "base"
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str            # "base", "grpo/math", or the dir / hub id
+    path: str | None      # an HF dir or hub id; None for the base model until the job builds it
+    model_run: str | None  # "<stage>/<run>" of this experiment
+    stage: str | None
+    arm: str
+
+    @property
+    def slug(self) -> str:
+        return slug(self.label)
+
+
+def _run_target(exp: Path, key: str) -> Target:
+    from omegaconf import OmegaConf
+
+    run = exp / key
+    stage = key.split("/", 1)[0]
+    try:
+        arm = arm_of(OmegaConf.load(run / "config.yaml"))
+    except (OSError, ValueError, AttributeError):
+        arm = {"sft": "base", "opd": "opd"}.get(stage, "separate")
+    return Target(key, str(run / EXPORT), key, stage, arm)
+
+
+def _exported(run: Path) -> bool:
+    return (run / EXPORT / "config.json").is_file()
+
+
+def resolve(cfg) -> list[Target]:
+    """The models of `eval.model` (one name or a list of them), in order, each once;
+    ConfigError when one cannot be found."""
+    model = cfg.eval.model
+    names = [model] if isinstance(model, str) else list(model or [])
+    if not names:
+        raise ConfigError("eval.model", "no model to evaluate", "e.g. eval.model=all or eval.model=grpo/math")
+    out: list[Target] = []
+    for name in names:
+        out += [t for t in _resolve_one(cfg, str(name)) if t.label not in {o.label for o in out}]
+    return out
+
+
+def _resolve_one(cfg, name: str) -> list[Target]:
+    exp = experiment_dir(cfg)
+    if name in ("all", BASE):
+        out = [Target(BASE, None, None, None, "base")]
+        if name == "all":
+            for stage in STAGES:
+                runs = sorted(p for p in (exp / stage).glob("*") if p.is_dir() and _exported(p))
+                out += [_run_target(exp, f"{stage}/{p.name}") for p in runs]
+        return out
+    head = name.split("/", 1)[0]
+    if head in STAGES and name.count("/") == 1:
+        if not _exported(exp / name):
+            raise ConfigError("eval.model", f"{name} has no exported model at {exp / name / EXPORT}",
+                              f"run it first (python -m m2rl.launch stage={head} ...), or name another run: "
+                              f"eval.model=all evaluates every export there is")
+        return [_run_target(exp, name)]
+    if Path(name).exists():
+        if not (Path(name) / "config.json").is_file():
+            raise ConfigError("eval.model", f"{name} is not an HF model dir (no config.json)",
+                              "point it at a dir with config.json and the weights, e.g. <run>/export")
+        return [Target(name, str(Path(name).absolute()), None, None, "outside")]
+    return [Target(name, name, None, None, "outside")]  # a hub id: vLLM fetches it (or finds it cached)
