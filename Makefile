@@ -10,6 +10,7 @@ venv:
 demo: venv
 	$(PY) -m m2rl.launch -m domain=math,code,science,if $(ARGS)
 	$(PY) -m m2rl.launch -m domain=multi grpo.steps=16 $(ARGS)  # the mixed arm: 2x a domain's steps, as in the study
+	$(PY) -m m2rl.launch -m stage=eval eval.model=all $(ARGS)  # base + every export, one engine
 	$(PY) -m m2rl.report runs/default
 
 cluster-up:  # the tests' cluster: three simulated nodes on this machine
