@@ -109,10 +109,15 @@ def slurm_cluster():
     return True
 
 
+UNSETTLED = ("PENDING", "RUNNING", "COMPLETING", "SUSPENDED")
+
+
 def sacct_rows(job_id: str, at_least: int = 0, timeout: float = 60) -> list[dict]:
-    """`sacct -D -X` rows of a job. slurmdbd records a job's runs (an array's tasks, a
-    requeued job's earlier runs) a moment after they end: with `at_least`, poll until that
-    many rows are there (or the timeout), then return what sacct has."""
+    """`sacct -D -X` rows of a job that has ended. slurmdbd records a job's runs (an
+    array's tasks, a requeued job's earlier runs) a moment after they end, and may still
+    show an ended run as PENDING without its allocation: with `at_least`, poll until that
+    many rows are there and none is still pending or running (or the timeout), then
+    return what sacct has."""
     fields = "JobID,JobIDRaw,State,ElapsedRaw,AllocTRES,Partition"
 
     def query() -> list[dict]:
@@ -122,7 +127,10 @@ def sacct_rows(job_id: str, at_least: int = 0, timeout: float = 60) -> list[dict
 
     end = time.time() + timeout
     rows = query()
-    while len(rows) < at_least and time.time() < end:
+    def settled(rows: list[dict]) -> bool:
+        return len(rows) >= at_least and not any(r["State"] in UNSETTLED for r in rows)
+
+    while at_least and not settled(rows) and time.time() < end:
         time.sleep(1)
         rows = query()
     return rows

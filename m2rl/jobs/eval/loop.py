@@ -119,7 +119,7 @@ def _rows(items: list, groups: list[list[dict]], scored: list[tuple[float, dict]
     return rows
 
 
-def _metrics(rows: list[dict], sampling) -> dict:
+def _metrics(rows: list[dict]) -> dict:
     from m2rl.eval import summarize
 
     m = summarize([r["rewards"] for r in rows], [r["lengths"] for r in rows],
@@ -140,7 +140,7 @@ def _finish(out: Path, target: Target, path: str, benches: dict, units: list[Uni
         rows_by[u.benchmark] += shard["rows"]
     results = {"model_run": target.model_run, "model": path, "label": target.label, "arm": target.arm,
                "stage": target.stage, "eval_run": eval_run,
-               "benchmarks": {n: _metrics(rows_by[n], benches[n][1]) for n in benches},
+               "benchmarks": {n: _metrics(rows_by[n]) for n in benches},
                "sampling": {n: dataclasses.asdict(benches[n][1]) for n in benches},
                "fingerprints": fps}
     S.write_samples(out, [r for n in benches for r in rows_by[n]])
