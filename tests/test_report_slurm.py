@@ -74,7 +74,8 @@ def test_report_matches_sacct_with_a_preemption(slurm_cluster, tmp_path):
     math_run, code_run = exp / "toy" / "math", exp / "toy" / "code"
     sweep = [f"paths.root={tmp_path}", "experiment.name=ledger", "-m", "cluster=slurm", "cluster.partition=gpu",
              "cluster.gpus_per_node=1", "cluster.timeout_min=10", "domain=math,code", "stage=toy", "toy.steps=18",
-             "toy.step_sleep_s=1", "run.save_every=5"]
+             "toy.step_sleep_s=1", "run.save_every=100"]  # saves at the notice and the end only: the
+    # SIGKILLed attempt's last checkpoint is its resume, not a periodic save a moment before the kill
     proc = launch_bg(*sweep, cwd=tmp_path)
     try:
         wait_for(lambda: stepping(math_run, 0, 3) and stepping(code_run, 0, 1), 240, "both tasks' first steps")
@@ -84,7 +85,7 @@ def test_report_matches_sacct_with_a_preemption(slurm_cluster, tmp_path):
                                  "-o", "/dev/null", "--wrap", "sleep 5"],
                                 check=True, capture_output=True, text=True).stdout.strip()
         # once code has resumed, SIGKILL it: no notice, no save, its record gets no end
-        wait_for(lambda: stepping(code_run, 1, 1.0), 240, "the code task to resume and take steps")
+        wait_for(lambda: stepping(code_run, 1, 2.0), 240, "the code task to resume and take steps")  # sacct End: whole seconds
         # (scancel --signal=KILL becomes a step cancel here: SIGTERM first, and the job saves)
         pids = job_pids(readable(code_run)[1]["slurm_job_id"])
         assert len(pids) == 1, pids
@@ -135,7 +136,7 @@ def test_report_matches_sacct_with_a_preemption(slurm_cluster, tmp_path):
         assert e["job_state"] in ("preempted", "killed")
     assert {e["slurm_state"] for e in interrupted if e["job_state"] == "preempted"} <= {"PREEMPTED", "REQUEUED"}
     # the killed attempt has no lost_work_s of its own: the ledger takes Slurm's End back to
-    # its last checkpoint (a second or more of steps since it resumed from step 5)
+    # its last checkpoint (a second or more of steps since it resumed from the preemption's save)
     assert killed["lost_work_s"] is None and float(killed_entry["lost_work_s"]) >= 1.0
     assert float(killed_entry["lost_work_s"]) == pytest.approx(
         float(killed_entry["end"]) - killed["last_checkpoint_time"], abs=1e-3)
