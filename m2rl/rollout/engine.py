@@ -86,31 +86,28 @@ class RolloutEngine:
         self.start_s = time.time() - t0
         log.info("vLLM engine up in %.1f s (%s)", self.start_s, kwargs["dtype"])
 
-    def generate(self, prompts: list[list[int]], spec: SamplingSpec, seeds: list[int],
-                 logprobs: bool = True) -> list[list[dict]]:
-        """For each prompt, `spec.n` completions: {"ids", "logprobs", "text", "finish"}
-        (no "logprobs" when `logprobs` is False: evaluation needs none).
+    def _params(self, prompt: list[int], spec: SamplingSpec, seed: int, logprobs: bool):
+        """vLLM's SamplingParams of one prompt: its spec, its seed, the room left in the context."""
+        from vllm import SamplingParams
+
+        room = self.llm.llm_engine.model_config.max_model_len - len(prompt)
+        return SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p, top_k=spec.top_k,
+                              max_tokens=max(1, min(spec.max_new_tokens, room)), seed=seed,
+                              logprobs=0 if logprobs else None)
+
+    def generate(self, prompts: list[list[int]], spec: SamplingSpec, seeds: list[int]) -> list[list[dict]]:
+        """For each prompt, `spec.n` completions: {"ids", "logprobs", "text", "finish"}.
         Each prompt samples with its own seed: the same prompts and seeds on the same
         weights give the same completions, whatever ran before (from an empty prefix
         cache, so that prefills are scheduled alike)."""
-        from vllm import SamplingParams
-
         self.llm.reset_prefix_cache()
-        params = []
-        for p, seed in zip(prompts, seeds):
-            room = self.llm.llm_engine.model_config.max_model_len - len(p)
-            params.append(SamplingParams(
-                n=spec.n, temperature=spec.temperature, top_p=spec.top_p, top_k=spec.top_k,
-                max_tokens=max(1, min(spec.max_new_tokens, room)), seed=seed, logprobs=0 if logprobs else None))
+        params = [self._params(p, spec, seed, logprobs=True) for p, seed in zip(prompts, seeds)]
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         groups = []
         for out in outs:
             group = []
-            for o in sorted(out.outputs, key=lambda o: o.index):
-                ids = list(o.token_ids)
-                c = {"ids": np.asarray(ids, dtype=np.int32), "text": o.text, "finish": o.finish_reason or ""}
-                if logprobs:
-                    c["logprobs"] = sampled_logprobs(ids, o.logprobs)
+            for c, o in zip(completions(out), sorted(out.outputs, key=lambda o: o.index)):
+                c["logprobs"] = sampled_logprobs(list(o.token_ids), o.logprobs)
                 group.append(c)
             groups.append(group)
         return groups
@@ -122,13 +119,8 @@ class RolloutEngine:
         completions as `generate` gives them, without log-probs). `should_stop()` is
         polled between engine steps: when it says so the rest is aborted and None is
         returned, at once, not after the longest response."""
-        from vllm import SamplingParams
-
         self.llm.reset_prefix_cache()
-        limit = self.llm.llm_engine.model_config.max_model_len
-        params = [SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, seed=seed,
-                                 max_tokens=max(1, min(s.max_new_tokens, limit - len(p))))
-                  for p, s, seed in zip(prompts, specs, seeds)]
+        params = [self._params(p, s, seed, logprobs=False) for p, s, seed in zip(prompts, specs, seeds)]
         ids = self.llm.enqueue([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         # outputs carry the caller's id, which vLLM's internal one extends with "-<random>"
         index = {rid: i for i, rid in enumerate(ids)}
@@ -140,8 +132,7 @@ class RolloutEngine:
                 if not out.finished:
                     continue
                 i = index[out.request_id]
-                groups[i] = [{"ids": np.asarray(o.token_ids, dtype=np.int32), "text": o.text,
-                              "finish": o.finish_reason or ""} for o in sorted(out.outputs, key=lambda o: o.index)]
+                groups[i] = completions(out)
                 if on_done is not None:
                     on_done(i, groups[i])
             if should_stop is not None and should_stop():
@@ -159,6 +150,12 @@ class RolloutEngine:
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
         del self.llm
+
+
+def completions(out) -> list[dict]:
+    """A finished request's completions in sample order: {"ids", "text", "finish"}."""
+    return [{"ids": np.asarray(o.token_ids, dtype=np.int32), "text": o.text, "finish": o.finish_reason or ""}
+            for o in sorted(out.outputs, key=lambda o: o.index)]
 
 
 def sampled_logprobs(ids: list[int], logprobs) -> np.ndarray:

@@ -76,21 +76,17 @@ class WeightSyncExtension:
     def m2rl_load_files(self, paths: list[str]) -> int:
         from safetensors import safe_open
 
+        count = 0
+
         def tensors():
+            nonlocal count
             for path in paths:
                 with safe_open(path, framework="pt") as f:
                     for name in f.keys():
+                        count += 1
                         yield name, f.get_tensor(name)
 
-        count = 0
-
-        def counted():
-            nonlocal count
-            for item in tensors():
-                count += 1
-                yield item
-
-        self.reload_weights(weights_iterator=counted())
+        self.reload_weights(weights_iterator=tensors())
         return count
 
     def m2rl_nccl_init(self, host: str, port: int, rank_offset: int, world_size: int) -> int:

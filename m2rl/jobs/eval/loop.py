@@ -23,7 +23,7 @@ from m2rl.runtime import JobContext
 from m2rl.runtime.rundir import experiment_dir
 
 from . import shards as S
-from .config import sampling_for, validate
+from .config import benchmark_names, sampling_for
 from .targets import Target, resolve
 
 log = logging.getLogger("m2rl.eval")
@@ -85,8 +85,8 @@ def _benchmarks(cfg, names: list[str]) -> dict[str, tuple[list, object]]:
     return {n: (load(n, (e.sources or {}).get(n), limit=e.limit), sampling_for(e, n)) for n in names}
 
 
-def _fingerprint(cfg, target_path: str, name: str, sampling, items: list) -> dict:
-    return {"model": S.model_fingerprint(target_path), "benchmark": name, "sampling": dataclasses.asdict(sampling),
+def _fingerprint(cfg, model: str, name: str, sampling, items: list) -> dict:
+    return {"model": model, "benchmark": name, "sampling": dataclasses.asdict(sampling),
             "seed": int(cfg.experiment.seed), "require_think": bool(cfg.eval.require_think),
             "source": (cfg.eval.sources or {}).get(name), "items": len(items),
             "max_prompt_tokens": int(cfg.eval.max_prompt_tokens)}
@@ -167,7 +167,7 @@ def run(ctx: JobContext) -> dict:
     from .engine import EvalEngine
 
     cfg, e = ctx.cfg, ctx.cfg.eval
-    names = validate(cfg)
+    names = benchmark_names(e)  # validated at launch and again in the job (m2rl.launch.run_task)
     targets = resolve(cfg)
     benches = _benchmarks(cfg, names)
     specs = _specs(benches)
@@ -186,7 +186,8 @@ def run(ctx: JobContext) -> dict:
 
                 path = str(prepare_model(model_config(cfg)))
             out = exp / "eval" / target.slug
-            fps = {n: _fingerprint(cfg, path, n, s, items) for n, (items, s) in benches.items()}
+            model = S.model_fingerprint(path)
+            fps = {n: _fingerprint(cfg, model, n, s, items) for n, (items, s) in benches.items()}
             units = _units(out, benches, int(e.shard_prompts))
             have = {u.path for u in units if S.read_shard(u.path, fps[u.benchmark]) is not None}
             todo = [u for u in units if u.path not in have]
@@ -218,14 +219,12 @@ def run(ctx: JobContext) -> dict:
                         ctx.stop_now(step, lambda d: None)
                     flat_items = [it for it, g in zip(items, groups) for _ in g]
                     scored = score_many(flat_items, [c["text"] for g in groups for c in g], scorer=scorer)
-                    k = 0
+                    k = cut = 0  # the unit's first prompt, and its first sample
                     for u in batch:
-                        n = len(u.items)
-                        u_groups = groups[k:k + n]
-                        cut = sum(len(g) for g in groups[:k])
-                        u_scored = scored[cut:cut + sum(len(g) for g in u_groups)]
-                        S.write_shard(u.path, fps[u.benchmark], _rows(u.items, u_groups, u_scored))
-                        k += n
+                        u_groups = groups[k:k + len(u.items)]
+                        n_samples = sum(len(g) for g in u_groups)
+                        S.write_shard(u.path, fps[u.benchmark], _rows(u.items, u_groups, scored[cut:cut + n_samples]))
+                        k, cut = k + len(u.items), cut + n_samples
                     prompts += len(items)
                     tokens += sum(len(c["ids"]) for g in groups for c in g)
                     step += len(batch)
