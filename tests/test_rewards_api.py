@@ -1,5 +1,10 @@
 """The one reward API: routing per sample, the format rule, the reusable pool."""
 import json
+import os
+import re
+import signal
+import threading
+import time
 
 import pytest
 
@@ -85,3 +90,45 @@ def test_config_is_used():
     strict = Scorer(workers=0, config=RewardConfig(require_think=True))
     assert strict.score([MATH], ["\\boxed{0.5}"])[0].reward == 0.0
     assert strict.score([MATH], ["<think>ok</think>\\boxed{0.5}"])[0].reward == 1.0
+
+
+def _sigblk(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"SigBlk:\s*(\w+)", f.read()).group(1), 16)
+
+
+def test_close_reaps_workers_deaf_to_sigterm_even_when_busy():
+    """The workers block SIGTERM (a preemption notice is the job's, not theirs); a pool
+    terminate sends SIGTERM and waited forever on such a worker (CI hung here)."""
+    s = Scorer(workers=2)
+    s._get_pool()
+    pids = list(s._pool._processes)
+    assert len(pids) == 2 and all(_sigblk(p) & (1 << (signal.SIGTERM - 1)) for p in pids)
+    s._submit([(time.sleep, (600,))])
+    time.sleep(0.5)
+    closer = threading.Thread(target=s.close, daemon=True)
+    t0 = time.monotonic()
+    closer.start()
+    closer.join(60)
+    assert not closer.is_alive(), "close() hung"
+    assert time.monotonic() - t0 < 30 and s._pool is None
+    for p in pids:
+        assert not os.path.exists(f"/proc/{p}") or "State:\tZ" in open(f"/proc/{p}/status").read()
+
+
+def test_a_worker_killed_mid_chunk_scores_zero_at_once_and_the_next_call_gets_a_fresh_pool():
+    slow = {"id": "slow", "domain": "code",
+            "reward_spec": {"tests": [{"input": "", "output": "7\n"}], "time_limit_s": 20}}
+    with Scorer(workers=1) as s:
+        s._get_pool()
+        pid = next(iter(s._pool._processes))
+        killer = threading.Timer(3.0, os.kill, (pid, signal.SIGKILL))
+        killer.start()
+        t0 = time.monotonic()
+        r = s.score([slow], ["```python\nimport time\ntime.sleep(15)\nprint(7)\n```"])[0]
+        took = time.monotonic() - t0
+        killer.join()
+        assert r.reward == 0.0 and "verifier died" in r.info["verifier_error"]
+        assert took < 12, f"waited {took:.0f} s for a dead worker"
+        assert s._pool is None
+        assert s.score([SCI], ["B"])[0].reward == 1.0 and next(iter(s._pool._processes)) != pid

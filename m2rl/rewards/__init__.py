@@ -4,11 +4,13 @@ Each sample is routed to its domain's verifier by its `domain` tag (math, code, 
 if). The format rule (`format.split_think`) runs first: an unclosed `<think>` scores 0 and
 the verifiers see only the text after `</think>`. Verification runs in a reusable pool of
 worker processes (math-verify needs a main thread for its timeouts; code runs sandboxed
-subprocesses); a chunk that overruns its time budget scores 0 and the pool is replaced.
+subprocesses); a chunk that overruns its time budget, or whose worker died, scores 0 and
+the pool is replaced.
 """
 from __future__ import annotations
 
 import atexit
+import concurrent.futures as cf
 import json
 import multiprocessing as mp
 import os
@@ -94,20 +96,38 @@ class Scorer:
         self.config = config or RewardConfig()
         self._pool = None
 
-    def _get_pool(self):
+    def _get_pool(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
-            from m2rl.runtime.preemption import children_deaf_to_preemption
-
-            # also when re-created after a timeout: a notice must reach only the job's process
-            with children_deaf_to_preemption():
-                self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_worker_init)
+            self._pool = cf.ProcessPoolExecutor(self.workers, mp.get_context("spawn"),
+                                                initializer=_worker_init)
+            for f in self._submit([(int, ())] * self.workers):  # start every worker now
+                f.result()
         return self._pool
 
+    def _submit(self, calls: list[tuple]) -> list[cf.Future]:
+        """The executor starts a worker inside `submit` when none is idle; a notice must
+        reach only the job's process, so the workers are started with it blocked (they
+        inherit the mask), also when the pool is re-created after a timeout."""
+        from m2rl.runtime.preemption import children_deaf_to_preemption
+
+        with children_deaf_to_preemption():
+            return [self._pool.submit(fn, *args) for fn, args in calls]
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        """Kill the workers and reap them. SIGKILL: they are deaf to SIGTERM (`_submit`), so
+        a terminate-and-join would wait forever on a busy one."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        workers = list((pool._processes or {}).values())  # Python 3.14: pool.kill_workers()
+        manager = pool._executor_manager_thread
+        pool.shutdown(wait=False, cancel_futures=True)
+        for w in workers:
+            w.kill()
+        for w in workers:
+            w.join()
+        if manager is not None:
+            manager.join()
 
     def __enter__(self):
         return self
@@ -144,9 +164,9 @@ class Scorer:
         size = max(1, -(-len(quick) // (self.workers * 4)))
         chunks += [quick[k:k + size] for k in range(0, len(quick), size)]
         chunks += [[i] for i, (item, _) in enumerate(jobs) if item[0] == "code"]
-        pool = self._get_pool()
-        pending = [(c, pool.apply_async(_verify_chunk, ([jobs[i][0] for i in c], self.config)))
-                   for c in chunks]
+        self._get_pool()
+        futures = self._submit([(_verify_chunk, ([jobs[i][0] for i in c], self.config)) for c in chunks])
+        pending = list(zip(chunks, futures))
         # Every chunk's worst case, spread over the workers, plus the longest one: past
         # that deadline a worker is stuck (a verifier ignoring its own timeout).
         budgets = [sum(jobs[i][1] for i in c) for c in chunks]
@@ -155,14 +175,17 @@ class Scorer:
         broken = False
         for idx, handle in pending:
             try:
-                values = handle.get(timeout=max(0.1, deadline - time.monotonic()))
-            except mp.TimeoutError:
+                values = handle.result(timeout=max(0.1, deadline - time.monotonic()))
+            except cf.TimeoutError:
                 broken = True
                 values = [(0.0, {"verifier_error": "verifier timeout"})] * len(idx)
+            except cf.process.BrokenProcessPool as e:  # a worker died (killed, out of memory)
+                broken = True
+                values = [(0.0, {"verifier_error": f"verifier died: {e}"[:300]})] * len(idx)
             for i, v in zip(idx, values):
                 out[i] = v
         if broken:
-            self.close()  # a stuck worker: start a fresh pool next time
+            self.close()  # a stuck or dead worker: start a fresh pool next time
         return out
 
 
