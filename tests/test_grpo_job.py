@@ -33,6 +33,9 @@ def test_mixed_domain_grpo_job_with_separate_learner_and_rollout_tasks(tmp_path)
     assert (done["learners"], done["rollout_workers"], done["weight_sync"]) == (1, 1, "bytes")
     assert set(done["seconds"]) >= {"generate_s", "reward_s", "learn_s", "sync_s", "step_s"}
     assert set(done["eval"]) == {"0", "3"}
+    assert done["init_from"] is None  # and the job says so, as a warning, in its first lines:
+    logs = "".join(p.read_text() for p in (tmp_path / "default" / ".submitit").glob("*/*_log.err"))
+    assert "WARNING m2rl.grpo: GRPO starts from the raw tiny model (grpo.init_from unset" in logs
     recs = attempts(run)
     assert len(recs) == 1 and recs[0]["state"] == "completed" and recs[0]["executor"] == "local"
 

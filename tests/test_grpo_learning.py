@@ -27,8 +27,12 @@ GRPO = ["stage=grpo", "domain=math", "cluster.tasks_per_node=1", f"grpo.steps={S
 def test_grpo_raises_held_out_math_reward_over_the_sft_checkpoint(tmp_path):
     launch(f"paths.root={tmp_path}", *SFT, cwd=tmp_path, timeout=1800)
     sft = tmp_path / "default" / "sft" / "math" / "export"
-    launch(f"paths.root={tmp_path}", *GRPO, f"grpo.init_from={sft}", cwd=tmp_path, timeout=1800)
+    # -m: the local executor, whose job logs land in .submitit/
+    launch(f"paths.root={tmp_path}", "-m", *GRPO, "grpo.init_from=sft/math", cwd=tmp_path, timeout=1800)
     done = json.loads((tmp_path / "default" / "grpo" / "math" / "DONE.json").read_text())
+    assert (done["init_from"], done["start_model"]) == ("sft/math", str(sft))
+    logs = "".join(p.read_text() for p in (tmp_path / "default" / ".submitit").glob("*/*_log.err"))
+    assert f"GRPO starts from sft/math ({sft})" in logs
     start, end = done["eval"]["0"]["reward/mean"], done["eval"][str(STEPS)]["reward/mean"]
     print(f"\n[grpo learning] held-out math reward {start:.4f} -> {end:.4f} after {STEPS} steps "
           f"({done['seconds']['step_s']:.0f} s of steps)")

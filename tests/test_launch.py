@@ -29,6 +29,17 @@ def test_bad_input_stops_with_one_message_naming_field_and_fix(tmp_path):
     assert not (tmp_path / "default" / ".submitit").exists() and not (tmp_path / "default" / "toy").exists()
 
 
+def test_a_start_from_a_run_that_has_not_exported_is_refused_before_submission(tmp_path):
+    for stage in ("grpo", "sft"):
+        proc = launch(f"paths.root={tmp_path}", "-m", f"stage={stage}", f"{stage}.init_from=sft/multi",
+                      cwd=tmp_path, check=False)
+        assert proc.returncode != 0
+        assert f"{stage}.init_from" in proc.stderr and "sft/multi has no exported model" in proc.stderr
+        assert "python -m m2rl.launch stage=sft domain=multi" in proc.stderr
+    # nothing submitted, no run dir (Hydra's multirun.yaml is all there is)
+    assert [p.name for p in (tmp_path / "default").iterdir()] == ["multirun.yaml"]
+
+
 def test_unreachable_slurm_controller_is_refused_before_submission(tmp_path):
     conf = tmp_path / "slurm.conf"
     conf.write_text("ClusterName=nowhere\nSlurmctldHost=localhost\nSlurmctldPort=1\nAuthType=auth/munge\n"

@@ -89,6 +89,13 @@ def task_pid(job_id: str, procid: int) -> int | None:
     return None
 
 
+def orphaned_engines() -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["ppid", "cmdline"])
+            if p.info["ppid"] == 1 and "VLLM" in " ".join(p.info["cmdline"] or [])]
+
+
 def test_kill_9_of_the_rollout_task_fails_the_job_fast_and_a_relaunch_resumes(slurm_cluster, tmp_path):
     """The rollout worker on node 1 dies mid-run (SIGKILL): the whole job ends within 120 s
     (not after dist_timeout_s), the attempt record says which role died, and running the
@@ -118,6 +125,8 @@ def test_kill_9_of_the_rollout_task_fails_the_job_fast_and_a_relaunch_resumes(sl
     (rec,) = attempts(run)
     assert rec["state"] == "failed" and "rollout worker" in rec["exit_reason"], rec
     assert rec["last_checkpoint_step"] == 2, rec
+    # the killed task's vLLM engine (deaf to notices, re-parented to init) is reaped too
+    wait_for(lambda: not orphaned_engines(), 20, f"no orphaned vLLM engine (left: {orphaned_engines()})")
 
     launch(*args, cwd=tmp_path, timeout=900)
     recs = attempts(run)

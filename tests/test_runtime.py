@@ -156,3 +156,37 @@ def test_resume_with_no_step_left_finishes_as_done(tmp_path):
     recs = attempts(run)
     assert [(r["state"], r["step_start"], r["step_end"]) for r in recs] == [("completed", 0, 4), ("completed", 4, 4)]
     assert json.loads((run / "DONE.json").read_text())["step"] == 4
+
+
+ORPHAN = """
+import subprocess, sys
+from m2rl.runtime.preemption import children_deaf_to_preemption
+with children_deaf_to_preemption():
+    child = subprocess.Popen(["sleep", "600"])
+print(child.pid, flush=True)
+sys.stdin.read()  # until the test kills this process
+"""
+
+
+def test_deaf_children_die_with_a_sigkilled_parent():
+    """A child started deaf to the notices (an engine core, a verifier pool) used to
+    survive its process's SIGKILL, re-parented to init (CI found vLLM engines of a killed
+    rollout task alive, 2-3 GB each, long after the test)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = psutil.Process(int(parent.stdout.readline()))
+    time.sleep(1.5)  # the watcher has seen the child
+    assert child.is_running() and child.ppid() == parent.pid
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    try:
+        child.wait(timeout=10)
+    except psutil.TimeoutExpired:
+        child.kill()
+        raise AssertionError("the deaf child outlived its SIGKILLed parent") from None

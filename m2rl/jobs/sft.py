@@ -18,6 +18,7 @@ from pathlib import Path
 
 from m2rl.errors import ConfigError
 from m2rl.runtime import JobContext
+from m2rl.sections import resolve_init
 from m2rl.stage import Layout, Stage
 from m2rl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, SFTConfig
 
@@ -38,6 +39,7 @@ def validate(cfg, layout: Layout) -> None:
     check(s.max_seq_len >= 8, "max_seq_len", f"must be >= 8, got {s.max_seq_len}", "e.g. sft.max_seq_len=512")
     check(s.eval_every >= 0, "eval_every", "must be >= 0", "0 evaluates at the start and the end only")
     check(s.log_every >= 1, "log_every", "must be >= 1", "e.g. sft.log_every=10")
+    resolve_init(cfg, s.init_from, "sft.init_from")
     check(e.zero_stage in (0, 1, 2, 3), "engine.zero_stage", f"ZeRO stage {e.zero_stage} does not exist",
           "use 0, 1, 2 or 3")
     check(e.precision in PRECISIONS, "engine.precision", f"unknown precision {e.precision!r}",
@@ -127,7 +129,7 @@ def run(ctx: JobContext) -> dict:
     _seed_all(seed)
     dev = device()
 
-    src = start_model(cfg, cfg.sft.init_from)
+    src = start_model(cfg, cfg.sft.init_from, "sft.init_from")
     tokenizer = load_tokenizer(src, padding_side="right")
     model = load_model(src, dtype="float32")  # fp32 master weights; DeepSpeed casts for bf16
     data = data_config(cfg)

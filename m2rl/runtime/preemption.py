@@ -76,10 +76,14 @@ def children_deaf_to_preemption():
     child process (an inference engine, a verifier pool) would die of it mid-step.
     Children started in here inherit a signal mask that blocks the notices; this process
     gets any notice that arrived meanwhile as soon as the block ends (a blocked signal
-    stays pending)."""
+    stays pending). Deaf children cannot be stopped by a notice, nor by anything of this
+    process if it is SIGKILLed: a watcher kills them then (`reaper.watch`)."""
+    from m2rl.runtime import reaper
+
     sigs = {signal.SIGUSR2, signal.SIGTERM, submitit_signal()}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
     try:
+        reaper.watch()
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -53,6 +53,25 @@ def run_dir(cfg: DictConfig) -> Path:
     return experiment_dir(cfg) / cfg.stage.name / str(cfg.run.name)
 
 
+EXPORT_DIR = "export"  # where a run leaves its model (Hugging Face format)
+MODEL_STAGES = ("sft", "grpo", "merge", "opd")  # the stages whose runs export one, in the study's order
+
+
+def is_run_key(name) -> bool:
+    """`sft/multi`, `grpo/math`, ...: a run of the experiment, not a path that exists."""
+    head, _, tail = str(name).partition("/")
+    return head in MODEL_STAGES and bool(tail) and "/" not in tail and not Path(str(name)).exists()
+
+
+def run_export(exp: Path, key: str) -> Path:
+    """The export dir of the run `<stage>/<run>` of the experiment at `exp`."""
+    return Path(exp) / key / EXPORT_DIR
+
+
+def has_model(d) -> bool:
+    return (Path(d) / "config.json").is_file()
+
+
 def arm(cfg: DictConfig) -> str:
     """Which arm of the mix-or-merge comparison a run pays into."""
     stage, domain = cfg.stage.name, cfg.domain.name

@@ -59,6 +59,6 @@ class SFTConfig:
     eval_every: int = 0  # steps between held-out evals; 0 = only at the start and the end
     log_every: int = 1  # steps between logged scalars
     export: bool = True  # write the final model to <run_dir>/export/ (Hugging Face format)
-    init_from: Optional[str] = None  # an HF dir to start from instead of the model config's
+    init_from: Optional[str] = None  # a run of the experiment (grpo/math), an HF dir or hub id; None = the model config's
     engine: EngineConfig = field(default_factory=EngineConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -16,10 +16,8 @@ from pathlib import Path
 
 from m2rl.errors import ConfigError
 from m2rl.runtime.rundir import arm as arm_of
-from m2rl.runtime.rundir import experiment_dir, slug
+from m2rl.runtime.rundir import MODEL_STAGES, experiment_dir, has_model, is_run_key, run_export, slug
 
-STAGES = ("sft", "grpo", "merge", "opd")  # the stages whose runs export a model, in the study's order
-EXPORT = "export"
 BASE = "base"
 
 
@@ -45,11 +43,7 @@ def _run_target(exp: Path, key: str) -> Target:
         arm = arm_of(OmegaConf.load(run / "config.yaml"))
     except (OSError, ValueError, AttributeError):
         arm = {"sft": "base", "opd": "opd"}.get(stage, "separate")
-    return Target(key, str(run / EXPORT), key, stage, arm)
-
-
-def _exported(run: Path) -> bool:
-    return (run / EXPORT / "config.json").is_file()
+    return Target(key, str(run_export(exp, key)), key, stage, arm)
 
 
 def resolve(cfg) -> list[Target]:
@@ -70,19 +64,18 @@ def _resolve_one(cfg, name: str) -> list[Target]:
     if name in ("all", BASE):
         out = [Target(BASE, None, None, None, "base")]
         if name == "all":
-            for stage in STAGES:
-                runs = sorted(p for p in (exp / stage).glob("*") if p.is_dir() and _exported(p))
+            for stage in MODEL_STAGES:
+                runs = sorted(p for p in (exp / stage).glob("*") if has_model(run_export(exp, f"{stage}/{p.name}")))
                 out += [_run_target(exp, f"{stage}/{p.name}") for p in runs]
         return out
-    head = name.split("/", 1)[0]
-    if head in STAGES and name.count("/") == 1:
-        if not _exported(exp / name):
-            raise ConfigError("eval.model", f"{name} has no exported model at {exp / name / EXPORT}",
-                              f"run it first (python -m m2rl.launch stage={head} ...), or name another run: "
-                              f"eval.model=all evaluates every export there is")
+    if is_run_key(name):
+        if not has_model(run_export(exp, name)):
+            raise ConfigError("eval.model", f"{name} has no exported model at {run_export(exp, name)}",
+                              f"run it first (python -m m2rl.launch stage={name.split('/')[0]} ...), or name "
+                              f"another run: eval.model=all evaluates every export there is")
         return [_run_target(exp, name)]
     if Path(name).exists():
-        if not (Path(name) / "config.json").is_file():
+        if not has_model(name):
             raise ConfigError("eval.model", f"{name} is not an HF model dir (no config.json)",
                               "point it at a dir with config.json and the weights, e.g. <run>/export")
         return [Target(name, str(Path(name).absolute()), None, None, "outside")]

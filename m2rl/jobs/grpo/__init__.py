@@ -34,6 +34,7 @@ def validate(cfg, layout: Layout) -> None:
     from omegaconf import OmegaConf
 
     from m2rl.errors import ConfigError, RoleError
+    from m2rl.sections import resolve_init
     from m2rl.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES
 
     g = cfg.grpo
@@ -91,6 +92,7 @@ def validate(cfg, layout: Layout) -> None:
                           "and grpo.rollout_workers / grpo.tensor_parallel_size to fit") from None
     if layout.gpus_per_node:
         check_gpu_layout(cfg, layout, plan)
+    resolve_init(cfg, g.init_from, "grpo.init_from")  # a run named there has exported its model
 
 
 COLOCATE_MAX_UTIL = 0.5  # vLLM's share of a GPU it shares with a learner
@@ -132,7 +134,8 @@ def check_gpu_layout(cfg, layout: Layout, plan: list) -> None:
 
 
 STAGE = Stage("grpo", run, schema=GRPOConfig, validate=validate, roles=roles,
-              reads=("grpo.init_from (e.g. an SFT run's export/), or the model config's model",
+              reads=("grpo.init_from: a run of the experiment (sft/multi: its export/), an HF dir or hub id; "
+                     "unset: the model config's raw model (logged as a warning)",
                      "the domain's RL prompts (data.*)"),
               writes=("export/: the final policy in Hugging Face format",
                       "metrics.jsonl: per-step rewards, loss statistics, time split", "tb/: TensorBoard scalars"))

@@ -66,7 +66,9 @@ class GRPOConfig:
     reward_workers: int = 2  # verifier processes per rollout worker (0 = inline)
     require_think: bool = False  # the study's strict format rule: no </think> scores 0
     # start and end
-    init_from: Optional[str] = None  # an HF dir (e.g. an SFT run's export); None = the model config's
+    # sft/multi (a run of this experiment: its export), an HF dir or a hub id; None = the
+    # model config's raw model (the job logs that as a warning: RL from a raw model rarely learns)
+    init_from: Optional[str] = None
     export: bool = True  # write the final model to <run_dir>/export/
     # held-out evaluation: `eval_prompts` eval-split prompts at the start, every
     # `eval_every` steps (0 = only start and end) and at the end; eval_samples=1 scores

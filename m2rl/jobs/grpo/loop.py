@@ -32,7 +32,7 @@ CONNECT_TIMEOUT_S = 3600.0  # engines on big models take minutes to start
 def model_dir(cfg) -> str:
     from m2rl.sections import start_model
 
-    return str(start_model(cfg, cfg.grpo.init_from))
+    return str(start_model(cfg, cfg.grpo.init_from, "grpo.init_from"))
 
 
 def run(ctx: JobContext) -> dict:
@@ -219,6 +219,7 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
     from m2rl.rl.signal import SignalWatch
     from m2rl.rollout.fleet import LocalFleet, RemoteFleet
     from m2rl.rollout.transport import DriverChannel, StopWaiting
+    from m2rl.sections import describe_start
     from m2rl.train.checkpoint import load_engine, save_engine
     from m2rl.train.distributed import init_distributed
     from m2rl.train.export import export_hf
@@ -251,8 +252,10 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
             fleet = RemoteFleet(DriverChannel(ends.host, ends.channel_port, role.rollouts, ends.key, CONNECT_TIMEOUT_S))
         driver = Driver(cfg, fleet, tokenizer)
         metrics = MetricsLog(ctx.run_dir, ctx.tb_dir, int(g.steps), step, int(g.log_every))
+        (log.info if g.init_from else log.warning)("GRPO starts from %s",
+                                                   describe_start(cfg, g.init_from, "grpo.init_from"))
         log.info("GRPO %s: %d steps of %d prompts x %d, %d learner(s) (ZeRO-%d, %s), %d engine(s), weight sync %s, "
-                 "from %s", cfg.domain.name, int(g.steps), int(g.prompts_per_step), int(g.group_size), role.learners,
+                 "model %s", cfg.domain.name, int(g.steps), int(g.prompts_per_step), int(g.group_size), role.learners,
                  learner.info.zero_stage, learner.info.precision, max(1, role.rollouts), method, path)
     sync = WeightSync(method, learner.engine, fleet, ends.host, ends.nccl_port, role.rollouts, tp, role.is_driver)
     learner_nodes = _gather(node_name())
@@ -348,7 +351,8 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
               "trained_tokens": totals["trained_tokens"], "learners": role.learners,
               "rollout_workers": max(1, role.rollouts), "weight_sync": method,
               "zero_stage": learner.info.zero_stage, "precision": learner.info.precision,
-              "seconds": {k: round(v, 3) for k, v in totals.items() if k.endswith("_s")}}
+              "seconds": {k: round(v, 3) for k, v in totals.items() if k.endswith("_s")},
+              "init_from": g.init_from, "start_model": path}
     if history.get("eval"):
         result["eval"] = history["eval"]
     if role.is_driver:

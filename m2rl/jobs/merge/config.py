@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from m2rl.errors import ConfigError
-from m2rl.runtime.rundir import experiment_dir
+from m2rl.runtime.rundir import experiment_dir, run_export
 
 METHODS = ("average", "task_arithmetic", "ties", "dare_ta", "dare_ties", "sce")
 SEMANTICS = ("paper", "mergekit")
@@ -112,7 +112,7 @@ def model_entries(cfg) -> tuple[list[str], list[str]]:
     m = cfg.merge
     if _auto(m.models):
         root = experiment_dir(cfg)
-        return list(m.domains), [str(root / "grpo" / d / "export") for d in m.domains]
+        return list(m.domains), [str(run_export(root, f"grpo/{d}")) for d in m.domains]
     if isinstance(m.models, str):
         _fail("merge.models", f"{m.models!r} is neither auto, a list nor a map",
               "use merge.models=auto, merge.models=[dir1,dir2] or merge.models={math:dir1,code:dir2}")
@@ -155,5 +155,5 @@ def resolve_weights(weights: Any, names: list[str]) -> list[float]:
 def base_dir(cfg) -> Path:
     m = cfg.merge
     if m.base == AUTO:
-        return experiment_dir(cfg) / "sft" / m.base_run / "export"
+        return run_export(experiment_dir(cfg), f"sft/{m.base_run}")
     return Path(m.base).absolute()
