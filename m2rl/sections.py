@@ -66,10 +66,10 @@ def start_model(cfg, init_from: str | None, field: str) -> Path | str:
     return resolve_init(cfg, init_from, field) or prepare_model(model_config(cfg))
 
 
-def describe_start(cfg, init_from: str | None, field: str) -> str:
-    """One line for the job's log saying what it starts from, and so what a raw start is."""
+def describe_start(cfg, init_from: str | None, field: str, path) -> str:
+    """One line for the job's log saying what it starts from (`path`: what `start_model`
+    gave), and so what a raw start is."""
     if not init_from:
         return (f"the raw {model_config(cfg).name} model ({field} unset: no SFT before this run; "
                 f"{field}=sft/<run> starts from an SFT export)")
-    path = resolve_init(cfg, init_from, field)
     return f"{init_from} ({path})" if str(path) != str(init_from) else str(path)

@@ -65,8 +65,8 @@ def _resolve_one(cfg, name: str) -> list[Target]:
         out = [Target(BASE, None, None, None, "base")]
         if name == "all":
             for stage in MODEL_STAGES:
-                runs = sorted(p for p in (exp / stage).glob("*") if has_model(run_export(exp, f"{stage}/{p.name}")))
-                out += [_run_target(exp, f"{stage}/{p.name}") for p in runs]
+                keys = sorted(f"{stage}/{p.name}" for p in (exp / stage).glob("*"))
+                out += [_run_target(exp, k) for k in keys if has_model(run_export(exp, k))]
         return out
     if is_run_key(name):
         if not has_model(run_export(exp, name)):

@@ -253,7 +253,7 @@ def _learn(ctx: JobContext, role: R.Role, roles: list[R.Role], ends: R.Endpoints
         driver = Driver(cfg, fleet, tokenizer)
         metrics = MetricsLog(ctx.run_dir, ctx.tb_dir, int(g.steps), step, int(g.log_every))
         (log.info if g.init_from else log.warning)("GRPO starts from %s",
-                                                   describe_start(cfg, g.init_from, "grpo.init_from"))
+                                                   describe_start(cfg, g.init_from, "grpo.init_from", path))
         log.info("GRPO %s: %d steps of %d prompts x %d, %d learner(s) (ZeRO-%d, %s), %d engine(s), weight sync %s, "
                  "model %s", cfg.domain.name, int(g.steps), int(g.prompts_per_step), int(g.group_size), role.learners,
                  learner.info.zero_stage, learner.info.precision, max(1, role.rollouts), method, path)
